@@ -1,0 +1,325 @@
+"""Mesh overlay renderer for the demo and for visualisations, built on the pure-PyTorch rasteriser.
+
+`PyRenderer` (the original's class name, re-implemented without OpenGL) draws one or several meshes given
+in the full-image camera frame (OpenCV axes: x right, y down, z forward, metres) through a pinhole camera
+(focal length in pixels, principal point in pixels) over a frame. All people go through one rasterisation
+call, so they share one z-buffer: whoever is nearer is in front at every pixel (the original painted
+people one after the other). Shading is Lambertian with an ambient term and three fixed directional
+lights, using interpolated vertex normals (smooth shading) and two-sided lighting.
+
+Typical use (demo, one frame)::
+
+    renderer = PyRenderer(faces=get_smpl_faces(), focal_length=5000.0)
+    overlay = renderer(verts, frame=frame_rgb, cam_t=cam_t)               # (H, W, 3) uint8
+    side = renderer(verts, frame=frame_rgb, cam_t=cam_t, empty_bg=True, side_view=True)
+
+For speed on large frames pass ``render_scale < 1``: the meshes are rasterised at the reduced size and
+the colour and coverage are upsampled (bilinear, premultiplied alpha) before compositing, which also
+softens the edges. ``render_scale > 1`` supersamples (anti-aliasing) at a higher cost.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from utils.rasterizer import rasterize
+
+logger = logging.getLogger(__name__)
+
+# Named mesh colours, RGB in [0, 1]. 'purple' is the original demo's colour; the others are ours.
+COLORS = {
+    'purple': (0.55, 0.4, 0.9),
+    'pink': (0.9, 0.55, 0.7),
+    'neutral': (0.8, 0.8, 0.8),
+    'blue': (0.45, 0.6, 0.95),
+    'green': (0.5, 0.85, 0.55),
+    'orange': (0.95, 0.65, 0.35),
+}
+DEFAULT_COLOR = 'purple'
+
+# Fixed directional lights in the camera frame (x right, y down, z forward): unit vector from the surface
+# towards the light, and intensity. A key light from the upper left in front, a fill light from the
+# right and a light from above.
+DEFAULT_LIGHTS = (
+    ((-0.5, -0.6, -1.0), 0.55),
+    ((0.8, -0.1, -0.6), 0.2),
+    ((0.0, -1.0, -0.1), 0.15),
+)
+DEFAULT_AMBIENT = 0.25
+
+
+def _as_float_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Return ``x`` as a float32 tensor on ``device``."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device=device, dtype=torch.float32)
+    return torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
+
+
+def _parse_colors(colors: str | Sequence | None, num_meshes: int) -> torch.Tensor:
+    """Turn a colour spec (name, RGB triple, or one of those per mesh) into a (num_meshes, 3) tensor."""
+    if colors is None:
+        colors = DEFAULT_COLOR
+
+    def one(c) -> tuple[float, float, float]:
+        if isinstance(c, str):
+            if c not in COLORS:
+                raise ValueError(f'unknown colour name {c!r}; use one of {sorted(COLORS)} or an RGB triple in [0, 1]')
+            return COLORS[c]
+        rgb = tuple(float(v) for v in c)
+        if len(rgb) != 3:
+            raise ValueError(f'a colour must be a name or an RGB triple in [0, 1], got {c!r}')
+        return rgb
+
+    is_single = isinstance(colors, str) or (len(colors) == 3 and all(np.isscalar(v) for v in colors))
+    rgb_list = [one(colors)] * num_meshes if is_single else [one(c) for c in colors]
+    if len(rgb_list) != num_meshes:
+        raise ValueError(f'got {len(rgb_list)} colours for {num_meshes} meshes')
+    return torch.tensor(rgb_list, dtype=torch.float32)
+
+
+def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals.
+
+    Args:
+        verts: (N, V, 3) vertices.
+        faces: (F, 3) long vertex indices.
+
+    Returns:
+        (N, V, 3) unit normals (zero for vertices used by no face); their orientation follows the winding.
+    """
+    corners = verts[:, faces]  # (N, F, 3, 3)
+    face_n = torch.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1)
+    normals = torch.zeros_like(verts)
+    for k in range(3):
+        normals.index_add_(1, faces[:, k], face_n)
+    return F.normalize(normals, dim=-1, eps=1e-12)
+
+
+def rotate_about_vertical(verts: torch.Tensor, angle_deg: float) -> torch.Tensor:
+    """Rotate each mesh about the camera's vertical (y) axis through its own centre (vertex mean).
+
+    Args:
+        verts: (N, V, 3) vertices in the camera frame.
+        angle_deg: rotation angle in degrees (right-handed about +y, which points down).
+
+    Returns:
+        (N, V, 3) rotated vertices.
+    """
+    a = math.radians(angle_deg)
+    c, s = math.cos(a), math.sin(a)
+    rot_y = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=verts.dtype, device=verts.device)
+    centre = verts.mean(dim=1, keepdim=True)
+    return (verts - centre) @ rot_y.T + centre
+
+
+class PyRenderer:
+    """Shaded mesh overlays in the full-image pinhole camera, pure PyTorch (CPU or GPU).
+
+    Args:
+        faces: (F, 3) vertex indices shared by every mesh (e.g. SMPL's 13776 faces).
+        resolution: default output size (width, height) in pixels, used when no frame is given.
+        focal_length: focal length in pixels (the demo uses 5000, the original's constant).
+        principal_point: (cx, cy) in pixels; None puts it at the image centre (W/2, H/2).
+        render_scale: rasterise at this fraction of the output size (< 1 faster, > 1 anti-aliased).
+        device: torch device for the work; None uses CPU.
+        ambient: ambient light intensity.
+        lights: directional lights as ((dx, dy, dz) towards the light in the camera frame, intensity).
+        cull_backfaces: skip faces turned away from the camera (right for closed meshes such as SMPL, and
+            about twice as fast); set False for open meshes whose inside may be seen.
+    """
+
+    def __init__(
+        self,
+        faces: np.ndarray | torch.Tensor,
+        resolution: tuple[int, int] = (224, 224),
+        focal_length: float = 5000.0,
+        principal_point: tuple[float, float] | None = None,
+        render_scale: float = 1.0,
+        device: str | torch.device | None = None,
+        ambient: float = DEFAULT_AMBIENT,
+        lights: Sequence[tuple[tuple[float, float, float], float]] = DEFAULT_LIGHTS,
+        cull_backfaces: bool = True,
+    ) -> None:
+        if render_scale <= 0:
+            raise ValueError(f'render_scale must be positive, got {render_scale}')
+        self.device = torch.device(device) if device is not None else torch.device('cpu')
+        self.faces = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
+        self.faces = self.faces.to(device=self.device, dtype=torch.long)
+        if self.faces.dim() != 2 or self.faces.shape[1] != 3:
+            raise ValueError(f'faces must be (F, 3), got {tuple(self.faces.shape)}')
+        self.resolution = (int(resolution[0]), int(resolution[1]))
+        self.focal_length = float(focal_length)
+        self.principal_point = principal_point
+        self.render_scale = float(render_scale)
+        self.ambient = float(ambient)
+        self.light_dirs = F.normalize(torch.tensor([d for d, _ in lights], dtype=torch.float32), dim=1).to(self.device)
+        self.light_intensity = torch.tensor([i for _, i in lights], dtype=torch.float32, device=self.device)
+        self.cull_backfaces = cull_backfaces
+
+    def _prepare_verts(
+        self,
+        verts: np.ndarray | torch.Tensor | Sequence,
+        cam_t: np.ndarray | torch.Tensor | None,
+        side_view: bool,
+        side_view_deg: float,
+    ) -> torch.Tensor:
+        """Stack the meshes into (N, V, 3) camera-frame vertices on the device."""
+        if isinstance(verts, (list, tuple)):
+            verts = torch.stack([_as_float_tensor(v, self.device) for v in verts]) if verts else None
+            if verts is None:
+                return torch.zeros(0, 0, 3, device=self.device)
+        else:
+            verts = _as_float_tensor(verts, self.device)
+        if verts.dim() == 2:
+            verts = verts[None]
+        if verts.dim() != 3 or verts.shape[-1] != 3:
+            raise ValueError(f'verts must be (V, 3) or (N, V, 3) in metres, got {tuple(verts.shape)}')
+        if cam_t is not None:
+            cam_t = _as_float_tensor(cam_t, self.device).reshape(-1, 3)
+            if cam_t.shape[0] not in (1, verts.shape[0]):
+                raise ValueError(f'cam_t must be (3,) or (N, 3) for N={verts.shape[0]} meshes, got {tuple(cam_t.shape)}')
+            verts = verts + cam_t[:, None, :]
+        if side_view:
+            verts = rotate_about_vertical(verts, side_view_deg)
+        return verts
+
+    def _image_size(self, frame: np.ndarray | None) -> tuple[int, int]:
+        """(height, width) of the output."""
+        if frame is not None:
+            if frame.ndim != 3 or frame.shape[2] != 3:
+                raise ValueError(f'frame must be an (H, W, 3) RGB uint8 image, got shape {frame.shape}')
+            return int(frame.shape[0]), int(frame.shape[1])
+        return self.resolution[1], self.resolution[0]
+
+    def render_rgba(
+        self,
+        verts: np.ndarray | torch.Tensor | Sequence,
+        cam_t: np.ndarray | torch.Tensor | None = None,
+        colors: str | Sequence | None = None,
+        image_size: tuple[int, int] | None = None,
+        side_view: bool = False,
+        side_view_deg: float = 270.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Render the meshes alone.
+
+        Args:
+            verts: (V, 3), (N, V, 3) or a list of N (V, 3) vertex arrays, metres, in the camera frame
+                (or in the body frame if ``cam_t`` is given).
+            cam_t: (3,) or (N, 3) translation added to each mesh (e.g. from
+                `utils.geometry.crop_cam_to_full_cam_t`), metres; None if verts are already in place.
+            colors: a name from `COLORS`, an RGB triple in [0, 1], or one of those per mesh.
+            image_size: output (height, width); None uses the constructor's resolution.
+            side_view: rotate every mesh about the vertical axis through its own centre first.
+            side_view_deg: angle of that rotation in degrees (270 as the original video demo).
+
+        Returns:
+            ``(rgb_premult (H, W, 3), alpha (H, W))`` float tensors in [0, 1] on the device; the colour is
+            premultiplied by the coverage ``alpha``.
+        """
+        height, width = image_size if image_size is not None else (self.resolution[1], self.resolution[0])
+        verts_cam = self._prepare_verts(verts, cam_t, side_view, side_view_deg)
+        num_meshes = verts_cam.shape[0]
+        if num_meshes == 0:
+            return torch.zeros(height, width, 3, device=self.device), torch.zeros(height, width, device=self.device)
+        rgb = _parse_colors(colors, num_meshes).to(self.device)
+        num_verts, num_faces = verts_cam.shape[1], self.faces.shape[0]
+
+        scale = self.render_scale
+        r_h, r_w = max(1, round(height * scale)), max(1, round(width * scale))
+        cx, cy = self.principal_point if self.principal_point is not None else (width / 2.0, height / 2.0)
+        z = verts_cam[..., 2]
+        x_px = (self.focal_length * verts_cam[..., 0] / z + cx) * (r_w / width)
+        y_px = (self.focal_length * verts_cam[..., 1] / z + cy) * (r_h / height)
+        verts_px = torch.stack([x_px, y_px, z], dim=-1).reshape(1, num_meshes * num_verts, 3)
+        offsets = torch.arange(num_meshes, device=self.device)[:, None, None] * num_verts
+        all_faces = (self.faces[None] + offsets).reshape(-1, 3)
+
+        face_idx, bary, _ = rasterize(verts_px, all_faces, r_h, r_w, cull_backfaces=self.cull_backfaces)
+        face_idx, bary = face_idx[0], bary[0]
+        covered = face_idx >= 0
+        image = torch.zeros(r_h, r_w, 3, device=self.device)
+        if covered.any():
+            pix_face = face_idx[covered]
+            pix_bary = bary[covered]
+            corner_ids = all_faces[pix_face]  # (P, 3) indices into the stacked vertices
+            normals = vertex_normals(verts_cam, self.faces).reshape(-1, 3)
+            points = verts_cam.reshape(-1, 3)
+            n = F.normalize((normals[corner_ids] * pix_bary[..., None]).sum(dim=1), dim=-1, eps=1e-12)
+            p = (points[corner_ids] * pix_bary[..., None]).sum(dim=1)
+            # Two-sided lighting: turn every normal towards the camera.
+            n = torch.where(((n * p).sum(dim=-1, keepdim=True) > 0), -n, n)
+            diffuse = (n @ self.light_dirs.T).clamp(min=0) @ self.light_intensity
+            shade = (self.ambient + diffuse).clamp(max=1.0)
+            mesh_id = torch.div(pix_face, num_faces, rounding_mode='floor')
+            image[covered] = rgb[mesh_id] * shade[:, None]
+        alpha = covered.to(image.dtype)
+        if (r_h, r_w) != (height, width):
+            stacked = torch.cat([image * alpha[..., None], alpha[..., None]], dim=-1).permute(2, 0, 1)[None]
+            stacked = F.interpolate(stacked, size=(height, width), mode='bilinear', align_corners=False,
+                                    antialias=scale > 1.0)[0].permute(1, 2, 0).clamp(0, 1)
+            return stacked[..., :3], stacked[..., 3]
+        return image * alpha[..., None], alpha
+
+    def __call__(
+        self,
+        verts: np.ndarray | torch.Tensor | Sequence,
+        frame: np.ndarray | None = None,
+        cam_t: np.ndarray | torch.Tensor | None = None,
+        colors: str | Sequence | None = None,
+        empty_bg: bool = False,
+        side_view: bool = False,
+        side_view_deg: float = 270.0,
+    ) -> np.ndarray:
+        """Render the meshes over a frame.
+
+        Args:
+            verts: (V, 3), (N, V, 3) or a list of N (V, 3) vertex arrays (metres, see `render_rgba`).
+            frame: (H, W, 3) uint8 RGB background; None gives a black image of the constructor's resolution.
+            cam_t: (3,) or (N, 3) translation added to each mesh, metres, or None.
+            colors: a name from `COLORS`, an RGB triple in [0, 1], or one per mesh (default purple).
+            empty_bg: draw on black instead of the frame (the frame still sets the size).
+            side_view: rotate each mesh about the vertical axis through its centre (see `render_rgba`).
+            side_view_deg: the side-view angle in degrees.
+
+        Returns:
+            (H, W, 3) uint8 RGB image.
+        """
+        height, width = self._image_size(frame)
+        rgb_premult, alpha = self.render_rgba(verts, cam_t, colors, (height, width), side_view, side_view_deg)
+        if frame is None or empty_bg:
+            out = rgb_premult
+        else:
+            background = torch.as_tensor(np.ascontiguousarray(frame), device=self.device)
+            out = background.to(torch.float32) / 255.0
+            rows = torch.nonzero(alpha.amax(dim=1) > 0).squeeze(1)
+            cols = torch.nonzero(alpha.amax(dim=0) > 0).squeeze(1)
+            if rows.numel() > 0:
+                # Composite only inside the bounding box of the meshes.
+                r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+                a = alpha[r0:r1, c0:c1, None]
+                out[r0:r1, c0:c1] = rgb_premult[r0:r1, c0:c1] + out[r0:r1, c0:c1] * (1.0 - a)
+        return (out * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+    def silhouette(
+        self,
+        verts: np.ndarray | torch.Tensor | Sequence,
+        cam_t: np.ndarray | torch.Tensor | None = None,
+        image_size: tuple[int, int] | None = None,
+    ) -> np.ndarray:
+        """Coverage mask of the meshes.
+
+        Args:
+            verts: as in `render_rgba`.
+            cam_t: as in `render_rgba`.
+            image_size: (height, width); None uses the constructor's resolution.
+
+        Returns:
+            (H, W) bool mask, True where a mesh covers the pixel (coverage >= 0.5 when rescaled).
+        """
+        _, alpha = self.render_rgba(verts, cam_t, None, image_size)
+        return (alpha >= 0.5).cpu().numpy()
