@@ -1,0 +1,123 @@
+"""Tests of the shaded overlay renderer (`utils.renderer.PyRenderer`)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial import Delaunay
+
+from utils.mesh_primitives import uv_sphere
+from utils.renderer import COLORS, PyRenderer, rotate_about_vertical, vertex_normals
+
+FOCAL = 500.0
+HEIGHT, WIDTH = 96, 128
+
+
+@pytest.fixture(scope='module')
+def ellipsoid():
+    verts, faces = uv_sphere(16, 24)
+    return verts * np.array([0.3, 0.8, 0.2], dtype=np.float32), faces
+
+
+def _project(verts_cam: np.ndarray, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    return np.stack([FOCAL * verts_cam[:, 0] / verts_cam[:, 2] + width / 2,
+                     FOCAL * verts_cam[:, 1] / verts_cam[:, 2] + height / 2], 1)
+
+
+def _pixel_centres(height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    ys, xs = np.mgrid[0:height, 0:width]
+    return np.stack([xs + 0.5, ys + 0.5], -1).reshape(-1, 2)
+
+
+def test_silhouette_matches_projected_vertices(ellipsoid):
+    verts, faces = ellipsoid
+    cam_t = np.array([0.1, -0.05, 6.0], dtype=np.float32)
+    renderer = PyRenderer(faces, resolution=(WIDTH, HEIGHT), focal_length=FOCAL)
+    mask = renderer.silhouette(verts, cam_t=cam_t)
+    # A convex mesh projects onto the convex hull of its projected vertices.
+    hull = Delaunay(_project(verts + cam_t))
+    expected = (hull.find_simplex(_pixel_centres()) >= 0).reshape(HEIGHT, WIDTH)
+    assert expected.sum() > 500
+    assert (mask != expected).sum() <= 2  # pixel centres lying exactly on the outline may go either way
+
+
+def test_overlay_keeps_frame_outside_and_colours_inside(ellipsoid):
+    verts, faces = ellipsoid
+    frame = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    renderer = PyRenderer(faces, focal_length=FOCAL)
+    cam_t = np.array([0.0, 0.0, 6.0])
+    out = renderer(verts, frame=frame, cam_t=cam_t)
+    mask = renderer.silhouette(verts, cam_t=cam_t, image_size=(HEIGHT, WIDTH))
+    assert out.dtype == np.uint8 and out.shape == frame.shape
+    np.testing.assert_array_equal(out[~mask], frame[~mask])
+    # Inside, the colour is the shaded purple: a positive multiple of (0.55, 0.4, 0.9) up to rounding.
+    inside = out[mask].astype(np.float64)
+    ratio = inside / (255.0 * np.array(COLORS['purple']))
+    assert np.all(ratio.std(axis=1) < 0.02) and ratio.mean() > 0.3
+    assert inside.std(axis=0).max() > 5  # shading varies over the surface
+    black = renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True)
+    assert (black[~mask] == 0).all()
+    np.testing.assert_array_equal(black[mask], out[mask])
+
+
+def test_two_meshes_nearer_in_front_regardless_of_order(ellipsoid):
+    verts, faces = ellipsoid
+    renderer = PyRenderer(faces, resolution=(WIDTH, HEIGHT), focal_length=FOCAL)
+    near_t, far_t = np.array([0.0, 0.0, 5.0]), np.array([0.25, 0.0, 5.5])
+    for order in (0, 1):
+        ts = [near_t, far_t] if order == 0 else [far_t, near_t]
+        colors = ['green', 'blue'] if order == 0 else ['blue', 'green']  # near one is always green
+        out = renderer(np.stack([verts, verts]), cam_t=np.stack(ts), colors=colors)
+        near_mask = renderer.silhouette(verts, cam_t=near_t)
+        far_mask = renderer.silhouette(verts, cam_t=far_t)
+        overlap = near_mask & far_mask
+        assert overlap.sum() > 100
+        px = out[overlap].astype(np.float64)
+        # Green (0.5, 0.85, 0.55) has G > B; blue (0.45, 0.6, 0.95) has B > G.
+        assert (px[:, 1] > px[:, 2]).all()
+        only_far = far_mask & ~near_mask
+        assert (out[only_far][:, 2] > out[only_far][:, 1]).all()
+
+
+def test_side_view_rotates_about_vertical_axis(ellipsoid):
+    verts, faces = ellipsoid
+    renderer = PyRenderer(faces, resolution=(WIDTH, HEIGHT), focal_length=FOCAL)
+    cam_t = np.array([0.0, 0.0, 6.0])
+    front = renderer.silhouette(verts, cam_t=cam_t)
+    rotated = rotate_about_vertical(torch.tensor(verts + cam_t)[None], 90.0)[0].numpy()
+    side = renderer(verts, cam_t=cam_t, side_view=True, side_view_deg=90.0) > 0
+    expected = renderer.silhouette(rotated)
+    np.testing.assert_array_equal(side.any(-1), expected)
+    # The ellipsoid is 0.6 m wide and 0.4 m deep: seen from the side it is narrower.
+    assert expected.any(0).sum() < front.any(0).sum()
+    np.testing.assert_allclose(rotated.mean(0), (verts + cam_t).mean(0), atol=1e-5)
+
+
+def test_render_scale_approximates_full_resolution(ellipsoid):
+    verts, faces = ellipsoid
+    cam_t = np.array([0.0, 0.0, 6.0])
+    full = PyRenderer(faces, resolution=(WIDTH, HEIGHT), focal_length=FOCAL).silhouette(verts, cam_t=cam_t)
+    for scale in (0.5, 2.0):
+        mask = PyRenderer(faces, resolution=(WIDTH, HEIGHT), focal_length=FOCAL, render_scale=scale).silhouette(
+            verts, cam_t=cam_t)
+        iou = (mask & full).sum() / (mask | full).sum()
+        assert iou > 0.93
+
+
+def test_vertex_normals_point_outwards():
+    verts, faces = uv_sphere(10, 12)
+    normals = vertex_normals(torch.tensor(verts)[None], torch.tensor(faces))[0].numpy()
+    np.testing.assert_allclose((normals * verts).sum(1), 1.0, atol=0.05)
+
+
+def test_bad_inputs_raise(ellipsoid):
+    verts, faces = ellipsoid
+    renderer = PyRenderer(faces)
+    with pytest.raises(ValueError, match='colour'):
+        renderer(verts, cam_t=[0, 0, 5], colors='chartreuse')
+    with pytest.raises(ValueError, match='frame'):
+        renderer(verts, frame=np.zeros((4, 4), np.uint8), cam_t=[0, 0, 5])
+    with pytest.raises(ValueError, match='cam_t'):
+        renderer(np.stack([verts] * 3), cam_t=np.zeros((2, 3)))
+    empty = renderer([], frame=np.full((8, 8, 3), 7, np.uint8))
+    assert (empty == 7).all()

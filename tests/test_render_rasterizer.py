@@ -1,0 +1,147 @@
+"""Tests of the pure-PyTorch rasteriser against hand-computed cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from utils.mesh_primitives import uv_sphere
+from utils.rasterizer import rasterize
+
+
+def _pixel_centres(height: int, width: int) -> np.ndarray:
+    """(H, W, 2) pixel centre positions (x, y)."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    return np.stack([xs + 0.5, ys + 0.5], axis=-1)
+
+
+def _inside_triangle(points: np.ndarray, tri: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Screen barycentrics of points (..., 2) in a 2D triangle (3, 2), and whether they are inside."""
+    a, b, c = tri
+    mat = np.array([[b[0] - a[0], c[0] - a[0]], [b[1] - a[1], c[1] - a[1]]])
+    rel = points - a
+    l12 = rel @ np.linalg.inv(mat).T
+    bary = np.concatenate([1 - l12.sum(-1, keepdims=True), l12], axis=-1)
+    return bary, (bary >= -1e-9).all(-1)
+
+
+def test_single_triangle_coverage_and_barycentrics():
+    tri_xy = np.array([[2.2, 1.7], [13.6, 4.1], [5.3, 11.8]])
+    depth = np.array([2.0, 2.0, 2.0])
+    verts = torch.tensor(np.concatenate([tri_xy, depth[:, None]], 1), dtype=torch.float32)[None]
+    faces = torch.tensor([[0, 1, 2]])
+    face_idx, bary, zbuf = rasterize(verts, faces, 14, 16)
+
+    expected_bary, expected_inside = _inside_triangle(_pixel_centres(14, 16), tri_xy)
+    assert expected_inside.sum() > 30
+    np.testing.assert_array_equal(face_idx[0].numpy() == 0, expected_inside)
+    assert (face_idx[0][~torch.from_numpy(expected_inside)] == -1).all()
+    # Constant depth: perspective-correct barycentrics equal the screen ones.
+    np.testing.assert_allclose(bary[0].numpy()[expected_inside], expected_bary[expected_inside], atol=1e-5)
+    np.testing.assert_allclose(zbuf[0].numpy()[expected_inside], 2.0, rtol=1e-6)
+    assert torch.isinf(zbuf[0][~torch.from_numpy(expected_inside)]).all()
+    assert (bary[0][~torch.from_numpy(expected_inside)] == 0).all()
+
+
+def test_perspective_correct_barycentrics_and_depth():
+    # A triangle in 3D projected with a pinhole camera: the barycentrics of a pixel must reproduce the 3D
+    # point on the triangle that projects onto that pixel centre.
+    focal, cx, cy = 40.0, 16.0, 16.0
+    pts = np.array([[-0.5, -0.6, 2.0], [0.7, -0.2, 5.0], [-0.1, 0.8, 3.0]])
+    proj = np.stack([focal * pts[:, 0] / pts[:, 2] + cx, focal * pts[:, 1] / pts[:, 2] + cy, pts[:, 2]], 1)
+    face_idx, bary, zbuf = rasterize(torch.tensor(proj, dtype=torch.float64)[None], torch.tensor([[0, 1, 2]]), 32, 32)
+    covered = face_idx[0].numpy() == 0
+    assert covered.sum() > 100
+    point_3d = bary[0].numpy()[covered] @ pts
+    centres = _pixel_centres(32, 32)[covered]
+    np.testing.assert_allclose(focal * point_3d[:, 0] / point_3d[:, 2] + cx, centres[:, 0], atol=1e-9)
+    np.testing.assert_allclose(focal * point_3d[:, 1] / point_3d[:, 2] + cy, centres[:, 1], atol=1e-9)
+    np.testing.assert_allclose(zbuf[0].numpy()[covered], point_3d[:, 2], rtol=1e-9)
+
+
+@pytest.mark.parametrize('near_first', [True, False])
+def test_nearer_triangle_wins_regardless_of_order(near_first):
+    big = np.array([[1.0, 1.0], [19.0, 1.0], [1.0, 19.0]])
+    small = np.array([[3.0, 3.0], [12.0, 3.0], [3.0, 12.0]])
+    near = np.concatenate([small, np.full((3, 1), 1.5)], 1)
+    far = np.concatenate([big, np.full((3, 1), 4.0)], 1)
+    verts = np.concatenate([near, far] if near_first else [far, near])
+    verts = torch.tensor(verts, dtype=torch.float32)[None]
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    near_id = 0 if near_first else 1
+    face_idx, _, zbuf = rasterize(verts, faces, 20, 20)
+    _, in_small = _inside_triangle(_pixel_centres(20, 20), small)
+    _, in_big = _inside_triangle(_pixel_centres(20, 20), big)
+    np.testing.assert_array_equal(face_idx[0].numpy()[in_small], near_id)
+    np.testing.assert_array_equal(face_idx[0].numpy()[in_big & ~in_small], 1 - near_id)
+    np.testing.assert_allclose(zbuf[0].numpy()[in_small], 1.5)
+
+
+def test_interpenetrating_triangles_split_per_pixel():
+    # Two triangles crossing each other: the depth test is per pixel, not per face.
+    a = [[0.0, 0.0, 1.0], [20.0, 0.0, 3.0], [0.0, 20.0, 1.0]]  # depth grows with x
+    b = [[0.0, 0.0, 3.0], [20.0, 0.0, 1.0], [0.0, 20.0, 3.0]]  # depth shrinks with x
+    verts = torch.tensor(a + b, dtype=torch.float64)[None]
+    face_idx, _, _ = rasterize(verts, torch.tensor([[0, 1, 2], [3, 4, 5]]), 20, 20)
+    covered = face_idx[0] >= 0
+    xs = torch.arange(20, dtype=torch.float64)[None].expand(20, 20) + 0.5
+    assert (face_idx[0][covered & (xs < 9.9)] == 0).all()
+    assert (face_idx[0][covered & (xs > 10.1)] == 1).all()
+
+
+def test_empty_scene_and_offscreen_and_behind_camera():
+    verts = torch.tensor([[[-30.0, -30.0, 2.0], [-20.0, -30.0, 2.0], [-30.0, -20.0, 2.0],
+                           [2.0, 2.0, -1.0], [9.0, 2.0, -1.0], [2.0, 9.0, -1.0]]])
+    face_idx, bary, zbuf = rasterize(verts, torch.tensor([[0, 1, 2], [3, 4, 5]]), 10, 12)
+    assert face_idx.shape == (1, 10, 12) and bary.shape == (1, 10, 12, 3) and zbuf.shape == (1, 10, 12)
+    assert (face_idx == -1).all() and torch.isinf(zbuf).all()
+    face_idx, _, _ = rasterize(verts, torch.zeros(0, 3, dtype=torch.long), 4, 4)
+    assert (face_idx == -1).all()
+
+
+def test_backface_culling_and_batch():
+    ccw_on_screen = [[2.0, 2.0, 1.0], [2.0, 12.0, 1.0], [12.0, 2.0, 1.0]]  # area < 0 in y-down coordinates
+    cw_on_screen = [[2.0, 2.0, 1.0], [12.0, 2.0, 1.0], [2.0, 12.0, 1.0]]
+    verts = torch.tensor([ccw_on_screen, cw_on_screen])
+    faces = torch.tensor([[0, 1, 2]])
+    face_idx, _, _ = rasterize(verts, faces, 14, 14)
+    assert (face_idx[0] == 0).sum() == (face_idx[1] == 0).sum() > 20
+    culled, _, _ = rasterize(verts, faces, 14, 14, cull_backfaces=True)
+    assert (culled[0] == face_idx[0]).all() and (culled[1] == -1).all()
+
+
+@pytest.mark.parametrize('max_candidates', [1, 500, 10_000_000])
+def test_sphere_visible_surface_and_chunking(max_candidates):
+    # A closed sphere: the visible surface is the near hemisphere, culling changes nothing, no holes, and
+    # the chunk size does not change the result.
+    verts, faces = uv_sphere(12, 16)
+    height = width = 48
+    focal, tz = 60.0, 4.0
+    v = torch.tensor(verts, dtype=torch.float64) + torch.tensor([0.0, 0.0, tz], dtype=torch.float64)
+    proj = torch.stack([focal * v[:, 0] / v[:, 2] + width / 2, focal * v[:, 1] / v[:, 2] + height / 2, v[:, 2]], 1)
+    faces_t = torch.from_numpy(faces)
+    face_idx, bary, zbuf = rasterize(proj[None], faces_t, height, width, max_candidates=max_candidates)
+    culled, _, _ = rasterize(proj[None], faces_t, height, width, cull_backfaces=True)
+    assert torch.equal(face_idx, culled)
+    covered = face_idx[0] >= 0
+    corners = v[faces_t[face_idx[0][covered]]]
+    points = (bary[0][covered][..., None] * corners).sum(1)
+    # Every visible point lies on the near side of the sphere (z <= tz).
+    assert (points[:, 2] <= tz + 1e-9).all()
+    np.testing.assert_allclose(zbuf[0][covered].numpy(), points[:, 2].numpy(), rtol=1e-9)
+    reference, _, _ = rasterize(proj[None], faces_t, height, width)
+    assert torch.equal(face_idx, reference)
+
+
+def test_gradients_flow_to_vertices():
+    verts = torch.tensor([[[1.0, 1.0, 2.0], [9.0, 1.5, 3.0], [2.0, 9.0, 2.5]]], requires_grad=True)
+    _, bary, zbuf = rasterize(verts, torch.tensor([[0, 1, 2]]), 10, 10)
+    zbuf[torch.isfinite(zbuf)].sum().backward()
+    assert verts.grad is not None and verts.grad[..., 2].abs().sum() > 0
+
+
+def test_bad_shapes_raise():
+    with pytest.raises(ValueError, match='verts_px'):
+        rasterize(torch.zeros(3, 3), torch.zeros(1, 3, dtype=torch.long), 4, 4)
+    with pytest.raises(ValueError, match='faces'):
+        rasterize(torch.zeros(1, 3, 3), torch.zeros(3, dtype=torch.long), 4, 4)
