@@ -175,3 +175,21 @@ class SegmentationScore:
         denom = 2 * self.tp + self.fp + self.fn
         f1 = np.where(denom > 0, 2 * self.tp / np.maximum(denom, 1), 0.0)
         return float(f1.mean())
+
+
+def regressed_joints(verts: torch.Tensor, j_regressor_h36m: torch.Tensor, joint_ids: list[int]) -> torch.Tensor:
+    """Evaluation joints of a mesh: H36M-regressor joints, pelvis-centred, then selected.
+
+    This is the protocol of every 3D benchmark in the original (J14 = ``constants.H36M_TO_J14`` for
+    Human3.6M, 3DPW and 3DOH50K; J17 = ``constants.H36M_TO_J17`` for MPI-INF-3DHP).
+
+    Args:
+        verts: (B, 6890, 3) mesh vertices, metres.
+        j_regressor_h36m: (17, 6890) H36M joint regressor.
+        joint_ids: indices into the 17 regressed joints.
+
+    Returns:
+        (B, len(joint_ids), 3) joints minus the regressed pelvis (H36M joint 0), metres.
+    """
+    joints = torch.einsum('jv,bvc->bjc', j_regressor_h36m.to(verts), verts)
+    return joints[:, joint_ids] - joints[:, :1]
