@@ -104,6 +104,27 @@ def test_render_scale_approximates_full_resolution(ellipsoid):
         assert iou > 0.93
 
 
+def test_reduced_and_supersampled_rendering_equal_resampled_renders(ellipsoid):
+    # render_scale 0.5 = a half-size render upsampled bilinearly; render_scale 2 = a double-size render
+    # averaged over 2x2 blocks. Both only touch the region around the mesh, which must not change the result.
+    verts, faces = ellipsoid
+    cam_t = np.array([0.05, 0.0, 6.0])
+    for scale in (0.5, 2):
+        scaled = PyRenderer(faces, focal_length=FOCAL, render_scale=scale)
+        rgb, alpha = scaled.render_rgba(verts, cam_t, image_size=(HEIGHT, WIDTH))
+        direct = PyRenderer(faces, focal_length=FOCAL * scale, principal_point=(WIDTH * scale / 2, HEIGHT * scale / 2))
+        rgb_d, alpha_d = direct.render_rgba(verts, cam_t, image_size=(int(HEIGHT * scale), int(WIDTH * scale)))
+        rgba_d = torch.cat([rgb_d, alpha_d[..., None]], -1).permute(2, 0, 1)[None]
+        if scale < 1:
+            expected = torch.nn.functional.interpolate(rgba_d, size=(HEIGHT, WIDTH), mode='bilinear', align_corners=False)
+        else:
+            expected = torch.nn.functional.avg_pool2d(rgba_d, 2)
+        expected = expected[0].permute(1, 2, 0)
+        np.testing.assert_allclose(rgb.numpy(), expected[..., :3].numpy(), atol=1e-5)
+        np.testing.assert_allclose(alpha.numpy(), expected[..., 3].numpy(), atol=1e-5)
+        assert ((alpha > 0) & (alpha < 1)).any()  # soft edges
+
+
 def test_vertex_normals_point_outwards():
     verts, faces = uv_sphere(10, 12)
     normals = vertex_normals(torch.tensor(verts)[None], torch.tensor(faces))[0].numpy()
@@ -117,6 +138,8 @@ def test_bad_inputs_raise(ellipsoid):
         renderer(verts, cam_t=[0, 0, 5], colors='chartreuse')
     with pytest.raises(ValueError, match='frame'):
         renderer(verts, frame=np.zeros((4, 4), np.uint8), cam_t=[0, 0, 5])
+    with pytest.raises(ValueError, match='render_scale'):
+        PyRenderer(faces, render_scale=1.5)
     with pytest.raises(ValueError, match='cam_t'):
         renderer(np.stack([verts] * 3), cam_t=np.zeros((2, 3)))
     empty = renderer([], frame=np.full((8, 8, 3), 7, np.uint8))

@@ -125,7 +125,9 @@ class PyRenderer:
         resolution: default output size (width, height) in pixels, used when no frame is given.
         focal_length: focal length in pixels (the demo uses 5000, the original's constant).
         principal_point: (cx, cy) in pixels; None puts it at the image centre (W/2, H/2).
-        render_scale: rasterise at this fraction of the output size (< 1 faster, > 1 anti-aliased).
+        render_scale: rasterise at this fraction of the output size: in (0, 1) faster, with the colour and
+            coverage upsampled bilinearly; a whole number k > 1 supersamples k x k per pixel (anti-aliased
+            edges, box filter).
         device: torch device for the work; None uses CPU.
         ambient: ambient light intensity.
         lights: directional lights as ((dx, dy, dz) towards the light in the camera frame, intensity).
@@ -145,8 +147,8 @@ class PyRenderer:
         lights: Sequence[tuple[tuple[float, float, float], float]] = DEFAULT_LIGHTS,
         cull_backfaces: bool = True,
     ) -> None:
-        if render_scale <= 0:
-            raise ValueError(f'render_scale must be positive, got {render_scale}')
+        if render_scale <= 0 or (render_scale > 1 and render_scale != round(render_scale)):
+            raise ValueError(f'render_scale must be in (0, 1] or a whole number (supersampling), got {render_scale}')
         self.device = torch.device(device) if device is not None else torch.device('cpu')
         self.faces = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
         self.faces = self.faces.to(device=self.device, dtype=torch.long)
@@ -196,6 +198,95 @@ class PyRenderer:
             return int(frame.shape[0]), int(frame.shape[1])
         return self.resolution[1], self.resolution[0]
 
+    def _render_region(
+        self,
+        verts: np.ndarray | torch.Tensor | Sequence,
+        cam_t: np.ndarray | torch.Tensor | None,
+        colors: str | Sequence | None,
+        image_size: tuple[int, int],
+        side_view: bool,
+        side_view_deg: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, int, int] | None:
+        """Render the meshes inside the bounding box of their coverage.
+
+        Returns:
+            None if nothing is visible, else ``(rgb_premult (h, w, 3), alpha (h, w), top, left)``: the
+            premultiplied colour and coverage of the output-resolution region whose top-left pixel is
+            (top, left).
+        """
+        height, width = image_size
+        verts_cam = self._prepare_verts(verts, cam_t, side_view, side_view_deg)
+        num_meshes = verts_cam.shape[0]
+        if num_meshes == 0:
+            return None
+        rgb = _parse_colors(colors, num_meshes).to(self.device)
+        num_verts, num_faces = verts_cam.shape[1], self.faces.shape[0]
+
+        scale = self.render_scale
+        r_h, r_w = max(1, round(height * scale)), max(1, round(width * scale))
+        cx, cy = self.principal_point if self.principal_point is not None else (width / 2.0, height / 2.0)
+        z = verts_cam[..., 2]
+        x_px = (self.focal_length * verts_cam[..., 0] / z + cx) * (r_w / width)
+        y_px = (self.focal_length * verts_cam[..., 1] / z + cy) * (r_h / height)
+        verts_px = torch.stack([x_px, y_px, z], dim=-1).reshape(1, num_meshes * num_verts, 3)
+        offsets = torch.arange(num_meshes, device=self.device)[:, None, None] * num_verts
+        all_faces = (self.faces[None] + offsets).reshape(-1, 3)
+
+        face_idx, bary, _ = rasterize(verts_px, all_faces, r_h, r_w, cull_backfaces=self.cull_backfaces)
+        covered = face_idx[0] >= 0
+        rows = torch.nonzero(covered.any(dim=1)).squeeze(1)
+        if rows.numel() == 0:
+            return None
+        cols = torch.nonzero(covered.any(dim=0)).squeeze(1)
+        top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        if scale > 1:
+            # Align the region to whole output pixels for the box-filter downsampling.
+            k = int(round(scale))
+            top, left = top // k * k, left // k * k
+            bottom, right = min(r_h, -(-bottom // k) * k), min(r_w, -(-right // k) * k)
+        elif scale < 1:
+            # A margin of empty pixels, except at the image border where edge pixels are replicated.
+            top, left, bottom, right = max(0, top - 1), max(0, left - 1), min(r_h, bottom + 1), min(r_w, right + 1)
+        covered = covered[top:bottom, left:right]
+        pix_face = face_idx[0, top:bottom, left:right][covered]
+        pix_bary = bary[0, top:bottom, left:right][covered]
+
+        corner_ids = all_faces[pix_face]  # (P, 3) indices into the stacked vertices
+        normals = vertex_normals(verts_cam, self.faces).reshape(-1, 3)
+        points = verts_cam.reshape(-1, 3)
+        n = F.normalize((normals[corner_ids] * pix_bary[..., None]).sum(dim=1), dim=-1, eps=1e-12)
+        p = (points[corner_ids] * pix_bary[..., None]).sum(dim=1)
+        # Two-sided lighting: turn every normal towards the camera.
+        n = torch.where((n * p).sum(dim=-1, keepdim=True) > 0, -n, n)
+        diffuse = (n @ self.light_dirs.T).clamp(min=0) @ self.light_intensity
+        shade = (self.ambient + diffuse).clamp(max=1.0)
+        mesh_id = torch.div(pix_face, num_faces, rounding_mode='floor')
+        rgba = torch.zeros(bottom - top, right - left, 4, device=self.device)
+        rgba[covered] = torch.cat([rgb[mesh_id] * shade[:, None], torch.ones_like(shade)[:, None]], dim=1)
+
+        if scale == 1:
+            return rgba[..., :3], rgba[..., 3], top, left
+        rgba = rgba.permute(2, 0, 1)[None]
+        if scale > 1:
+            k = int(round(scale))
+            out = F.avg_pool2d(rgba, k, ceil_mode=True)[0].permute(1, 2, 0)
+            return out[..., :3], out[..., 3], top // k, left // k
+        # Bilinear upsampling of the region (the same sampling as F.interpolate with align_corners=False on
+        # the whole image), evaluated only on the output pixels that it can reach.
+        out_top = max(0, int(math.floor((top - 1 + 0.5) / scale - 0.5)))
+        out_bottom = min(height, int(math.ceil((bottom + 0.5) / scale + 0.5)))
+        out_left = max(0, int(math.floor((left - 1 + 0.5) / scale - 0.5)))
+        out_right = min(width, int(math.ceil((right + 0.5) / scale + 0.5)))
+        sy, sx = r_h / height, r_w / width
+        ys = (torch.arange(out_top, out_bottom, device=self.device) + 0.5) * sy - 0.5 - top
+        xs = (torch.arange(out_left, out_right, device=self.device) + 0.5) * sx - 0.5 - left
+        grid_y = (2 * ys + 1) / (bottom - top) - 1
+        grid_x = (2 * xs + 1) / (right - left) - 1
+        grid = torch.stack(torch.meshgrid(grid_x, grid_y, indexing='xy'), dim=-1)[None]
+        out = F.grid_sample(rgba, grid, mode='bilinear', padding_mode='border', align_corners=False)
+        out = out[0].permute(1, 2, 0).clamp(0, 1)
+        return out[..., :3], out[..., 3], out_top, out_left
+
     def render_rgba(
         self,
         verts: np.ndarray | torch.Tensor | Sequence,
@@ -222,48 +313,14 @@ class PyRenderer:
             premultiplied by the coverage ``alpha``.
         """
         height, width = image_size if image_size is not None else (self.resolution[1], self.resolution[0])
-        verts_cam = self._prepare_verts(verts, cam_t, side_view, side_view_deg)
-        num_meshes = verts_cam.shape[0]
-        if num_meshes == 0:
-            return torch.zeros(height, width, 3, device=self.device), torch.zeros(height, width, device=self.device)
-        rgb = _parse_colors(colors, num_meshes).to(self.device)
-        num_verts, num_faces = verts_cam.shape[1], self.faces.shape[0]
-
-        scale = self.render_scale
-        r_h, r_w = max(1, round(height * scale)), max(1, round(width * scale))
-        cx, cy = self.principal_point if self.principal_point is not None else (width / 2.0, height / 2.0)
-        z = verts_cam[..., 2]
-        x_px = (self.focal_length * verts_cam[..., 0] / z + cx) * (r_w / width)
-        y_px = (self.focal_length * verts_cam[..., 1] / z + cy) * (r_h / height)
-        verts_px = torch.stack([x_px, y_px, z], dim=-1).reshape(1, num_meshes * num_verts, 3)
-        offsets = torch.arange(num_meshes, device=self.device)[:, None, None] * num_verts
-        all_faces = (self.faces[None] + offsets).reshape(-1, 3)
-
-        face_idx, bary, _ = rasterize(verts_px, all_faces, r_h, r_w, cull_backfaces=self.cull_backfaces)
-        face_idx, bary = face_idx[0], bary[0]
-        covered = face_idx >= 0
-        image = torch.zeros(r_h, r_w, 3, device=self.device)
-        if covered.any():
-            pix_face = face_idx[covered]
-            pix_bary = bary[covered]
-            corner_ids = all_faces[pix_face]  # (P, 3) indices into the stacked vertices
-            normals = vertex_normals(verts_cam, self.faces).reshape(-1, 3)
-            points = verts_cam.reshape(-1, 3)
-            n = F.normalize((normals[corner_ids] * pix_bary[..., None]).sum(dim=1), dim=-1, eps=1e-12)
-            p = (points[corner_ids] * pix_bary[..., None]).sum(dim=1)
-            # Two-sided lighting: turn every normal towards the camera.
-            n = torch.where(((n * p).sum(dim=-1, keepdim=True) > 0), -n, n)
-            diffuse = (n @ self.light_dirs.T).clamp(min=0) @ self.light_intensity
-            shade = (self.ambient + diffuse).clamp(max=1.0)
-            mesh_id = torch.div(pix_face, num_faces, rounding_mode='floor')
-            image[covered] = rgb[mesh_id] * shade[:, None]
-        alpha = covered.to(image.dtype)
-        if (r_h, r_w) != (height, width):
-            stacked = torch.cat([image * alpha[..., None], alpha[..., None]], dim=-1).permute(2, 0, 1)[None]
-            stacked = F.interpolate(stacked, size=(height, width), mode='bilinear', align_corners=False,
-                                    antialias=scale > 1.0)[0].permute(1, 2, 0).clamp(0, 1)
-            return stacked[..., :3], stacked[..., 3]
-        return image * alpha[..., None], alpha
+        rgb_premult = torch.zeros(height, width, 3, device=self.device)
+        alpha = torch.zeros(height, width, device=self.device)
+        region = self._render_region(verts, cam_t, colors, (height, width), side_view, side_view_deg)
+        if region is not None:
+            rgb, a, top, left = region
+            rgb_premult[top:top + a.shape[0], left:left + a.shape[1]] = rgb
+            alpha[top:top + a.shape[0], left:left + a.shape[1]] = a
+        return rgb_premult, alpha
 
     def __call__(
         self,
@@ -287,23 +344,22 @@ class PyRenderer:
             side_view_deg: the side-view angle in degrees.
 
         Returns:
-            (H, W, 3) uint8 RGB image.
+            (H, W, 3) uint8 RGB image (a new array; the frame is not modified).
         """
         height, width = self._image_size(frame)
-        rgb_premult, alpha = self.render_rgba(verts, cam_t, colors, (height, width), side_view, side_view_deg)
         if frame is None or empty_bg:
-            out = rgb_premult
+            out = np.zeros((height, width, 3), dtype=np.uint8)
         else:
-            background = torch.as_tensor(np.ascontiguousarray(frame), device=self.device)
-            out = background.to(torch.float32) / 255.0
-            rows = torch.nonzero(alpha.amax(dim=1) > 0).squeeze(1)
-            cols = torch.nonzero(alpha.amax(dim=0) > 0).squeeze(1)
-            if rows.numel() > 0:
-                # Composite only inside the bounding box of the meshes.
-                r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-                a = alpha[r0:r1, c0:c1, None]
-                out[r0:r1, c0:c1] = rgb_premult[r0:r1, c0:c1] + out[r0:r1, c0:c1] * (1.0 - a)
-        return (out * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+            out = np.array(frame, dtype=np.uint8, copy=True)
+        region = self._render_region(verts, cam_t, colors, (height, width), side_view, side_view_deg)
+        if region is None:
+            return out
+        rgb, alpha, top, left = region
+        h, w = alpha.shape
+        background = torch.from_numpy(out[top:top + h, left:left + w]).to(self.device, torch.float32) / 255.0
+        composite = rgb + background * (1.0 - alpha[..., None])
+        out[top:top + h, left:left + w] = (composite * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+        return out
 
     def silhouette(
         self,
