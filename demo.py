@@ -1,0 +1,514 @@
+"""PyMAF demo: reconstruct every person in a video, an image folder or an image; track, render and save.
+
+Examples::
+
+    python demo.py --vid_file ../shared/media/dancer.mp4 --output_folder output
+    python demo.py --img_file photo.jpg --sideview
+    python demo.py --image_folder frames/ --no_render --save_obj
+    python demo.py --vid_file clip.mp4 --use_gt --anno_file tracks.json
+    python demo.py --vid_file clip.mp4 --recon_result_file output/clip/output.pkl   # render only
+
+Stages: detection + tracking, regression (batched over person crops), optional smoothing, saving
+(output.pkl, output.npz, optional .obj meshes), optional rendering (overlay video + PNG frames).
+Results go to ``<output_folder>/<input name>/``; they are written to a temporary folder first and moved
+in at the end, so a failed run leaves existing outputs untouched. See docs/demo.md for every field.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent
+DEFAULT_CHECKPOINT = Path('pretrained_model') / 'PyMAF_model_checkpoint.pt'
+DEMO_WEIGHTS_DIR = REPO_ROOT / 'assets' / 'demo_weights'
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: the original's flags with their meanings, plus ours (marked 'new')."""
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    inp = p.add_argument_group('input (exactly one)')
+    inp.add_argument('--vid_file', type=str, default=None, help='input video (any container OpenCV reads)')
+    inp.add_argument('--image_folder', type=str, default=None, help='folder of frames, sorted by name')
+    inp.add_argument('--img_file', type=str, default=None, help='one image; every person in it is reconstructed')
+    p.add_argument('--output_folder', type=str, default='output', help='root of the outputs')
+    p.add_argument('--max_frames', type=int, default=None, help='new: process only the first N frames')
+    p.add_argument('--image_based', action='store_true',
+                   help='treat --image_folder as independent images: no tracking, outputs named after the images, '
+                        'no video')
+    p.add_argument('--single_crop', action='store_true',
+                   help='new: image mode without detection, the whole image is one crop (the original image demo)')
+    det = p.add_argument_group('detection and tracking')
+    det.add_argument('--detector', type=str, default='hog',
+                     help='hog (offline, built into OpenCV), yolo/yolov8 (needs ultralytics and --detector_weights)')
+    det.add_argument('--detector_weights', type=str, default=None,
+                     help='new: YOLO weights file (default data/pretrained_model/yolov8n.pt); never downloaded')
+    det.add_argument('--det_threshold', type=float, default=None, help='new: detection score threshold')
+    det.add_argument('--yolo_img_size', type=int, default=640, help='YOLO inference size in pixels')
+    det.add_argument('--tracker_batch_size', type=int, default=12, help='frames per detection batch')
+    det.add_argument('--tracking_method', type=str, default='bbox', choices=['bbox', 'pose'],
+                     help='bbox = detector + tracker; pose (STAF/OpenPose) is not available')
+    det.add_argument('--staf_dir', type=str, default=None, help='not used: pose tracking is not available')
+    det.add_argument('--min_track_len', type=int, default=1, help='new: drop tracks with fewer detected frames')
+    det.add_argument('--max_track_gap', type=int, default=15,
+                     help='new: frames a track survives undetected; such gaps are filled by interpolation')
+    det.add_argument('--bbox_smooth', type=float, default=2.0,
+                     help='new: Gaussian sigma in frames for box smoothing (0 = off)')
+    det.add_argument('--bbox_scale', type=float, default=1.0, help='new: crop window = box size * bbox_scale')
+    det.add_argument('--use_gt', action='store_true', help='take tracks from --anno_file instead of a detector')
+    det.add_argument('--anno_file', type=str, default='', help='tracklet JSON (the original format)')
+    det.add_argument('--display', action='store_true', help='not available (headless demo); ignored with a note')
+    model = p.add_argument_group('model')
+    model.add_argument('--checkpoint', type=str, default=None,
+                       help='PyMAF checkpoint (default data/pretrained_model/PyMAF_model_checkpoint.pt if present)')
+    model.add_argument('--cfg_file', type=str, default=None, help='config yaml merged into the defaults')
+    model.add_argument('--misc', default=None, nargs='*', help='config overrides as KEY VALUE pairs')
+    model.add_argument('--regressor', type=str, default='pymaf_net', help='only pymaf_net is available')
+    model.add_argument('--model_batch_size', type=int, default=8, help='crops per forward pass')
+    model.add_argument('--device', type=str, default='auto', help='new: auto (cuda when available), cpu, cuda, cuda:1')
+    model.add_argument('--recon_result_file', type=str, default='', help='skip inference: render a saved output.pkl')
+    model.add_argument('--pre_load_imgs', action='store_true', help='accepted; frames are always streamed')
+    smooth = p.add_argument_group('temporal smoothing (new, off by default)')
+    smooth.add_argument('--smooth', action='store_true', help='One-Euro filter on pose, shape and camera per track')
+    smooth.add_argument('--smooth_min_cutoff', type=float, default=1.0, help='One-Euro minimum cut-off, Hz')
+    smooth.add_argument('--smooth_beta', type=float, default=0.05, help='One-Euro speed coefficient')
+    out = p.add_argument_group('outputs and rendering')
+    out.add_argument('--save_obj', action='store_true', help='write meshes/<pid:04d>/<frame:06d>.obj')
+    out.add_argument('--no_render', action='store_true', help='skip rendering (results are still saved)')
+    out.add_argument('--no_frames', action='store_true', help='new: write the video but no PNG frames')
+    out.add_argument('--with_raw', action='store_true', help='put the raw frame left of the render')
+    out.add_argument('--empty_bg', action='store_true', help='also render on black, to the right')
+    out.add_argument('--sideview', action='store_true', help='also render a side view on black, to the right')
+    out.add_argument('--render_ratio', type=float, default=1.0, help='resize frames by this before rendering')
+    return p
+
+
+class DemoError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+@dataclass
+class StageTimer:
+    """Wall time and item counts per stage, for the final summary."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    items: dict[str, int] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float, items: int) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        self.items[stage] = self.items.get(stage, 0) + items
+
+    def lines(self) -> list[str]:
+        out = []
+        for stage, sec in self.seconds.items():
+            n = self.items[stage]
+            rate = f'{n / sec:7.2f} frames/s' if sec > 0 and n else '      -'
+            out.append(f'  {stage:<22s} {sec:8.2f} s  {rate}')
+        return out
+
+
+def check_flags(args: argparse.Namespace) -> list[str]:
+    """Validate flag combinations; return notes for flags that do not apply. Raises DemoError."""
+    inputs = [f for f in ('vid_file', 'image_folder', 'img_file') if getattr(args, f)]
+    if len(inputs) != 1:
+        raise DemoError('give exactly one input: --vid_file, --image_folder or --img_file'
+                        + (f' (got {", ".join("--" + i for i in inputs)})' if inputs else ''))
+    notes = []
+    if args.tracking_method == 'pose':
+        raise DemoError('--tracking_method pose needs STAF/OpenPose, which is not available; use the default bbox')
+    if args.regressor != 'pymaf_net':
+        raise DemoError(f'--regressor {args.regressor}: only pymaf_net is available')
+    if args.staf_dir:
+        notes.append('--staf_dir is ignored: pose tracking is not available')
+    if args.display:
+        notes.append('--display is ignored: the demo is headless; see the output video instead')
+    if args.pre_load_imgs:
+        notes.append('--pre_load_imgs is not needed: frames are streamed from the input')
+    if args.use_gt and not args.anno_file:
+        raise DemoError('--use_gt needs --anno_file PATH (tracklet JSON)')
+    if args.anno_file and not args.use_gt:
+        notes.append('--anno_file is used only with --use_gt; the detector is used')
+    if args.image_based and not args.image_folder:
+        notes.append('--image_based applies to --image_folder only; ignored')
+    if args.single_crop and not (args.img_file or args.image_based):
+        raise DemoError('--single_crop applies to image mode (--img_file or --image_folder --image_based)')
+    if args.use_gt and (args.img_file or args.image_based):
+        raise DemoError('--use_gt tracks apply to videos and frame folders, not to image mode')
+    if args.no_render:
+        for flag in ('with_raw', 'empty_bg', 'sideview', 'no_frames'):
+            if getattr(args, flag):
+                notes.append(f'--{flag} is ignored with --no_render')
+        if args.render_ratio != 1.0:
+            notes.append('--render_ratio is ignored with --no_render')
+    if args.recon_result_file:
+        for flag in ('smooth', 'save_obj', 'use_gt'):
+            if getattr(args, flag):
+                notes.append(f'--{flag} is ignored with --recon_result_file (results are loaded, not computed)')
+        if args.checkpoint:
+            notes.append('--checkpoint is ignored with --recon_result_file')
+    if args.render_ratio <= 0:
+        raise DemoError(f'--render_ratio must be positive, got {args.render_ratio}')
+    if args.model_batch_size < 1 or args.tracker_batch_size < 1:
+        raise DemoError('--model_batch_size and --tracker_batch_size must be >= 1')
+    if args.img_file and args.max_frames:
+        notes.append('--max_frames is ignored for a single image')
+    return notes
+
+
+def resolve_checkpoint(args: argparse.Namespace) -> tuple[Path | None, str]:
+    """The checkpoint to load and a description of where the weights come from."""
+    from core.path_config import DATA_DIR
+
+    if args.checkpoint:
+        path = Path(args.checkpoint)
+        if not path.is_file():
+            raise DemoError(f'checkpoint not found: {path}')
+        return path, f'checkpoint {path}'
+    default = Path(DATA_DIR) / DEFAULT_CHECKPOINT
+    if default.is_file():
+        return default, f'checkpoint {default}'
+    demo = sorted(DEMO_WEIGHTS_DIR.glob('*.pt')) if DEMO_WEIGHTS_DIR.is_dir() else []
+    if demo:
+        return demo[0], f'demo weights {demo[0]} (not the released PyMAF model)'
+    return None, (f'UNTRAINED weights (no checkpoint at {default}; get PyMAF_model_checkpoint.pt from the '
+                  f'original release and put it there, or pass --checkpoint): meshes are not meaningful')
+
+
+def build_predictor(args: argparse.Namespace, device, log):
+    """Merge the config, build PyMAF, load weights; says once which body model and weights are used."""
+    from core.path_config import body_model_paths
+    from utils.demo_utils import CheckpointMismatchError, PyMAFPredictor
+
+    if args.cfg_file or args.misc:
+        from core.cfgs import parse_args as merge_cfg
+
+        merge_cfg(args)
+    body = body_model_paths()
+    checkpoint, weights_desc = resolve_checkpoint(args)
+    if getattr(body, 'is_standin', False):
+        log('NOTE: using the stand-in body model (no SMPL files found under data/smpl) with '
+            f'{weights_desc}; see the README for the licensed SMPL files and the released checkpoint.')
+    elif checkpoint is None:
+        log(f'NOTE: using {weights_desc}.')
+    else:
+        log(f'weights: {weights_desc}')
+    try:
+        return PyMAFPredictor.from_checkpoint(checkpoint, device, batch_size=args.model_batch_size,
+                                              bbox_scale=args.bbox_scale)
+    except CheckpointMismatchError as err:
+        raise DemoError(str(err)) from err
+
+
+def detect_and_track(args, source, log, timer) -> tuple[dict, dict[int, tuple[int, int]]]:
+    """Stage 1. Returns tracks {pid: {'frames', 'bbox' [cx, cy, s, s]}} and {frame: (width, height)}."""
+    from tqdm import tqdm
+
+    from utils.detection import build_detector, full_image_box, load_anno_file
+    from utils.tracking import track_detections, xyxy_to_square
+
+    image_mode = source.kind == 'image' or args.image_based
+    sizes: dict[int, tuple[int, int]] = {}
+    start = time.perf_counter()
+    if args.use_gt:
+        tracks = load_anno_file(args.anno_file, source.width, source.height)
+        limit = len(source)
+        tracks = {pid: {'frames': t['frames'][t['frames'] < limit], 'bbox': t['bbox'][t['frames'] < limit]}
+                  for pid, t in tracks.items()}
+        tracks = {pid: t for pid, t in tracks.items() if len(t['frames'])}
+        sizes = {i: (source.width, source.height) for i in range(len(source))}
+        timer.add('detection+tracking', time.perf_counter() - start, len(source))
+        return tracks, sizes
+    detector = None if args.single_crop else build_detector(
+        args.detector, args.detector_weights, device=str(args.device_obj), score_threshold=args.det_threshold)
+    if detector is not None and hasattr(detector, 'img_size'):
+        detector.img_size = args.yolo_img_size
+    dets_per_frame, frame_ids = [], []
+    bar = tqdm(total=len(source), desc='detection', unit='frame', disable=None)
+    for indices, frames in source.batches(args.tracker_batch_size):
+        for i, frame in zip(indices, frames):
+            sizes[i] = (frame.shape[1], frame.shape[0])
+        if detector is None:
+            dets_per_frame += [np.zeros((0, 5), np.float32)] * len(frames)
+        else:
+            dets_per_frame += detector(frames)
+        frame_ids += indices
+        bar.update(len(frames))
+    bar.close()
+    if image_mode:
+        tracks, next_id = {}, 1
+        for i, dets in zip(frame_ids, dets_per_frame):
+            boxes = xyxy_to_square(dets[:, :4]) if len(dets) else np.zeros((0, 4))
+            if len(boxes) == 0:
+                name = source.names[i]
+                if not args.single_crop:
+                    log(f'no person detected in {name}: using the whole image as one crop')
+                boxes = full_image_box(*sizes[i])[None]
+            for box in boxes:
+                tracks[next_id] = {'frames': np.array([i]), 'bbox': np.asarray(box, np.float32)[None]}
+                next_id += 1
+    else:
+        tracks = track_detections(dets_per_frame, frame_ids, max_age=args.max_track_gap,
+                                  min_track_len=args.min_track_len, smooth_sigma=args.bbox_smooth)
+    timer.add('detection+tracking', time.perf_counter() - start, len(frame_ids))
+    return tracks, sizes
+
+
+def regress(args, source, tracks, sizes, predictor, log, timer) -> dict[int, dict]:
+    """Stage 2: batched regression over all crops, streaming the frames once."""
+    import torch
+    from tqdm import tqdm
+
+    from datasets.inference import crop_person
+    from utils.demo_utils import person_result
+
+    by_frame: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for pid, track in tracks.items():
+        for f, box in zip(track['frames'], track['bbox']):
+            by_frame.setdefault(int(f), []).append((pid, box))
+    rows: dict[int, list[dict]] = {pid: [] for pid in tracks}
+    pending_imgs, pending_meta = [], []
+
+    def flush():
+        if not pending_imgs:
+            return
+        out = predictor.predict_crops(torch.stack(pending_imgs))
+        for k, (pid, frame, box) in enumerate(pending_meta):
+            row = {key: val[k:k + 1] for key, val in out.items()}
+            predictor.add_image_cameras(row, box[None], *sizes[frame])
+            row['frame'] = frame
+            rows[pid].append(row)
+        pending_imgs.clear()
+        pending_meta.clear()
+
+    start = time.perf_counter()
+    total_crops = sum(len(v) for v in by_frame.values())
+    bar = tqdm(total=total_crops, desc='regression', unit='crop', disable=None)
+    frames_done = 0
+    for index, frame in source.frames():
+        people = by_frame.get(index, [])
+        for pid, box in people:
+            pending_imgs.append(crop_person(frame, box, args.bbox_scale)[0])
+            pending_meta.append((pid, index, np.asarray(box, np.float32)))
+            if len(pending_imgs) >= args.model_batch_size:
+                n = len(pending_imgs)
+                flush()
+                bar.update(n)
+        frames_done += 1
+    n = len(pending_imgs)
+    flush()
+    bar.update(n)
+    bar.close()
+    timer.add('regression', time.perf_counter() - start, frames_done)
+    log(f'regression: {total_crops} crops in {time.perf_counter() - start:.1f} s')
+    results = {}
+    for pid, person_rows in rows.items():
+        if not person_rows:
+            continue
+        stacked = {k: np.concatenate([r[k] for r in person_rows]) for k in person_rows[0] if k != 'frame'}
+        results[pid] = person_result(stacked, np.array([r['frame'] for r in person_rows]))
+    return results
+
+
+def smooth_results(results, fps, args, sizes, predictor) -> None:
+    """One-Euro smoothing per run of consecutive frames of each person; meshes and cameras are recomputed."""
+    import torch
+
+    from utils.smoothing import smooth_track
+
+    smpl = _find_smpl(predictor.model)
+    for res in results.values():
+        frames = res['frame_ids']
+        breaks = np.nonzero(np.diff(frames) != 1)[0] + 1
+        for run in np.split(np.arange(len(frames)), breaks):
+            if len(run) < 2:
+                continue
+            res['pose'][run], res['betas'][run], res['pred_cam'][run] = smooth_track(
+                res['pose'][run], res['betas'][run], res['pred_cam'][run], fps, args.smooth_min_cutoff,
+                args.smooth_beta)
+        with torch.no_grad():
+            device = next(smpl.buffers()).device
+            pose = torch.as_tensor(res['pose'], device=device)
+            out = smpl(betas=torch.as_tensor(res['betas'], device=device), body_pose=pose[:, 3:],
+                       global_orient=pose[:, :3], pose2rot=True)
+        res['verts'] = out.vertices.float().cpu().numpy()
+        res['joints3d'] = out.joints.float().cpu().numpy()
+        for k, f in enumerate(frames):
+            row = {'pred_cam': res['pred_cam'][k:k + 1], 'kp_2d': np.zeros((1, 0, 2), np.float32)}
+            predictor.add_image_cameras(row, res['bboxes'][k:k + 1], *sizes[int(f)])
+            res['orig_cam'][k], res['cam_t'][k] = row['orig_cam'][0], row['cam_t'][0]
+
+
+def _find_smpl(model):
+    """The SMPL module inside the network (for re-posing smoothed parameters)."""
+    from models.smpl import SMPL
+
+    for module in model.modules():
+        if isinstance(module, SMPL):
+            return module
+    raise DemoError('--smooth: the model holds no SMPL module to recompute the meshes')
+
+
+def save_results(args, results, out_dir, source, faces, log, timer) -> None:
+    """Write output.pkl, output.npz and the optional meshes."""
+    from utils.demo_utils import save_obj, save_output_npz, save_output_pkl
+
+    start = time.perf_counter()
+    save_output_pkl(results, out_dir / 'output.pkl')
+    save_output_npz(results, out_dir / 'output.npz', source.width, source.height, source.fps, faces,
+                    source.names or None)
+    if args.save_obj:
+        for pid, res in results.items():
+            for verts, f in zip(res['verts'], res['frame_ids']):
+                save_obj(out_dir / 'meshes' / f'{pid:04d}' / f'{int(f):06d}.obj', verts, faces)
+    timer.add('saving', time.perf_counter() - start, len(source))
+
+
+def render(args, source, results, faces, out_dir, log, timer) -> int:
+    """Stage 3: overlays with a shared z-buffer; writes the video and/or PNG frames. Returns frames written."""
+    import cv2
+    from tqdm import tqdm
+
+    from core.constants import FOCAL_LENGTH
+    from utils.demo_utils import orig_cam_to_cam_t
+    from utils.renderer import PyRenderer
+    from utils.video_io import VideoWriter, write_png
+
+    by_frame: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for res in results.values():
+        cam_t = res.get('cam_t')
+        if cam_t is None:  # a result file of the original demo
+            cam_t = orig_cam_to_cam_t(res['orig_cam'], source.height)
+        for verts, t, f in zip(res['verts'], cam_t, res['frame_ids']):
+            by_frame.setdefault(int(f), []).append((verts, t))
+    image_mode = source.kind == 'image' or args.image_based
+    name = source.path.stem if source.kind != 'folder' else source.path.name
+    frames_dir = out_dir / (f'{name}_output' if not image_mode else '')
+    writer = None if image_mode else VideoWriter(out_dir / f'{name}_result.mp4', fps=source.fps)
+    renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH * args.render_ratio,
+                          device=args.device_obj)
+    start = time.perf_counter()
+    count = 0
+    try:
+        for index, frame in tqdm(source.frames(), total=len(source), desc='rendering', unit='frame', disable=None):
+            if args.render_ratio != 1.0:
+                frame = cv2.resize(frame, None, fx=args.render_ratio, fy=args.render_ratio,
+                                   interpolation=cv2.INTER_AREA if args.render_ratio < 1 else cv2.INTER_LINEAR)
+            people = by_frame.get(index, [])
+            verts = [v for v, _ in people]
+            cam_t = np.array([t for _, t in people]).reshape(-1, 3)
+            panels = [frame] if args.with_raw else []
+            panels.append(renderer(verts, frame=frame, cam_t=cam_t) if people else frame.copy())
+            if args.empty_bg:
+                panels.append(renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True) if people
+                              else np.zeros_like(frame))
+            if args.sideview:
+                panels.append(renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True, side_view=True) if people
+                              else np.zeros_like(frame))
+            canvas = np.concatenate(panels, axis=1)
+            if image_mode:
+                stem = source.names[index]
+                write_png(out_dir / f'{stem}_pymaf.png', canvas)
+            else:
+                writer.write(canvas)
+                if not args.no_frames:
+                    write_png(frames_dir / f'{index:06d}.png', canvas)
+            count += 1
+    finally:
+        if writer is not None:
+            writer.close()
+    timer.add('rendering', time.perf_counter() - start, count)
+    return count
+
+
+def publish(tmp_dir: Path, out_dir: Path) -> None:
+    """Move the finished outputs into the output folder, replacing only files of the same names."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in sorted(tmp_dir.rglob('*')):
+        target = out_dir / item.relative_to(tmp_dir)
+        if item.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(item), str(target))
+
+
+def run(args: argparse.Namespace, log=print) -> dict:
+    """Run the demo; returns a summary dict. Raises DemoError (and library errors) on bad input."""
+    from utils.demo_utils import load_output_pkl, resolve_device
+    from utils.video_io import open_frame_source
+
+    total_start = time.perf_counter()
+    for note in check_flags(args):
+        log(f'note: {note}')
+    input_path = Path(args.vid_file or args.image_folder or args.img_file)
+    source = open_frame_source(input_path, max_frames=None if args.img_file else args.max_frames)
+    args.device_obj = resolve_device(args.device)
+    name = input_path.stem if source.kind != 'folder' else input_path.name
+    out_dir = Path(args.output_folder) / name
+    log(f'input: {source.kind} {input_path} ({len(source)} frames, {source.width}x{source.height}, '
+        f'{source.fps:.2f} fps); device: {args.device_obj}; output: {out_dir}')
+    timer = StageTimer()
+    Path(args.output_folder).mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f'.{name}.tmp-', dir=args.output_folder))
+    try:
+        if args.recon_result_file:
+            results = load_output_pkl(args.recon_result_file)
+            from models.smpl import get_smpl_faces
+
+            faces = get_smpl_faces()
+        else:
+            tracks, sizes = detect_and_track(args, source, log, timer)
+            predictor = build_predictor(args, args.device_obj, log)
+            from models.smpl import get_smpl_faces
+
+            faces = get_smpl_faces()
+            if not tracks:
+                log(f'nobody was found in {input_path}: no results to save'
+                    + ('' if args.use_gt else ' (try --detector yolo with a YOLO weights file, or --use_gt)'))
+                results = {}
+            else:
+                results = regress(args, source, tracks, sizes, predictor, log, timer)
+                if args.smooth:
+                    smooth_results(results, source.fps, args, sizes, predictor)
+            save_results(args, results, tmp_dir, source, faces, log, timer)
+        rendered = 0
+        if not args.no_render and results:
+            rendered = render(args, source, results, faces, tmp_dir, log, timer)
+        publish(tmp_dir, out_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    summary = {'frames': len(source), 'people': len(results), 'output': str(out_dir),
+               'rendered': rendered, 'seconds': dict(timer.seconds),
+               'total_seconds': time.perf_counter() - total_start}
+    log(f'done: {len(source)} frames, {len(results)} people, {rendered} frames rendered -> {out_dir}')
+    for line in timer.lines():
+        log(line)
+    log(f'  {"total (with loading)":<22s} {summary["total_seconds"]:8.2f} s')
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: returns the exit status (0 ok, 1 bad input or missing files)."""
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except DemoError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""Inference API of the demo, separate from the command line: model loading, batched regression from
+image + boxes to SMPL parameters, meshes and cameras, and the result files.
+
+Cameras (see docs/demo.md):
+- ``pred_cam`` (N, 3) ``[s, tx, ty]``: the network's weak-perspective camera of the 224x224 crop; a body
+  point X (metres) lands at ``s * (X_xy + [tx, ty])`` in crop coordinates normalised to [-1, 1].
+- ``orig_cam`` (N, 4) ``[sx, sy, tx, ty]``: the same camera expressed for the full image (the original
+  demo's `convert_crop_cam_to_orig_img`): normalised full-image coordinates are
+  ``[sx * (X + tx), sy * (Y + ty)]``.
+- ``cam_t`` (N, 3): translation in metres of the body in the full-image pinhole camera with focal
+  length 5000 px and principal point at the image centre (OpenCV axes: x right, y down, z forward);
+  ``verts + cam_t`` projected with that camera overlays the frame.
+
+Typical use::
+
+    predictor = PyMAFPredictor.from_checkpoint('data/pretrained_model/PyMAF_model_checkpoint.pt')
+    result = predictor.predict_image(frame_rgb, boxes_cxcywh)
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.constants import FOCAL_LENGTH, IMG_RES
+from datasets.inference import crop_person
+
+logger = logging.getLogger(__name__)
+
+# Per-person fields of output.pkl, as in the original demo.
+OUTPUT_FIELDS = ('pred_cam', 'orig_cam', 'verts', 'pose', 'betas', 'joints3d', 'joints2d', 'bboxes', 'frame_ids')
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint file that does not hold PyMAF weights for this model."""
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """'auto'/None -> cuda when available else cpu; otherwise the named device (checked to exist)."""
+    if name in (None, 'auto'):
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(name)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'--device {name}: CUDA is not available on this machine; use --device cpu')
+    return device
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load the model weights of a checkpoint on the CPU (``ckpt['model']`` or a bare state dict).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointMismatchError: the file is not a torch checkpoint holding a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointMismatchError(f'{path} is not a PyTorch checkpoint ({type(err).__name__}: {err})') from err
+    state = ckpt.get('model', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointMismatchError(f'{path} holds no model state dict (expected a dict with a "model" entry)')
+    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+
+
+def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str,
+                     show: int = 8) -> None:
+    """Raise `CheckpointMismatchError` listing what does not match between ``state`` and ``model``.
+
+    Keys of the SMPL buffers (``.smpl.``) are not required: the body model comes from the SMPL files.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and '.smpl.' not in k and not k.startswith('smpl.')]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+              for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (('missing', missing), ('unexpected', unexpected), ('shape mismatch', shapes)):
+            if items:
+                more = f' (+{len(items) - show} more)' if len(items) > show else ''
+                parts.append(f'{len(items)} {label}: {", ".join(items[:show])}{more}')
+        raise CheckpointMismatchError(f'{source} is not a PyMAF checkpoint for this model: ' + '; '.join(parts))
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Check and load a checkpoint into ``model`` (SMPL buffers are kept from the body-model files)."""
+    state = read_state_dict(path)
+    check_state_dict(model, state, str(path))
+    own = model.state_dict()
+    own.update({k: v for k, v in state.items() if k in own and '.smpl.' not in k and not k.startswith('smpl.')})
+    model.load_state_dict(own, strict=True)
+
+
+def crop_to_image_px(points_crop: np.ndarray, bboxes: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Map points from normalised [-1, 1] crop coordinates to full-image pixels.
+
+    Args:
+        points_crop: (N, K, 2) points in the crop.
+        bboxes: (N, 4) ``[cx, cy, w, h]`` px boxes the crops were made from.
+        scale: the bbox scale of the crops.
+
+    Returns:
+        (N, K, 2) pixel coordinates.
+    """
+    side = np.maximum(bboxes[:, 2], bboxes[:, 3]) * scale
+    return bboxes[:, None, :2] + points_crop * (side[:, None, None] / 2.0)
+
+
+def full_image_cameras(pred_cam: np.ndarray, bboxes: np.ndarray, img_width: int, img_height: int,
+                       scale: float = 1.0, focal_length: float = FOCAL_LENGTH) -> tuple[np.ndarray, np.ndarray]:
+    """Full-image cameras from crop cameras.
+
+    Args:
+        pred_cam: (N, 3) crop cameras ``[s, tx, ty]``.
+        bboxes: (N, 4) ``[cx, cy, w, h]`` px boxes.
+        img_width, img_height: frame size in pixels.
+        scale: the bbox scale used for the crops (the window side is max(w, h) * scale).
+        focal_length: focal length in pixels of the full-image camera.
+
+    Returns:
+        ``(orig_cam (N, 4) [sx, sy, tx, ty], cam_t (N, 3) metres)``.
+    """
+    from utils.geometry import convert_crop_cam_to_orig_img, crop_cam_to_full_cam_t
+
+    side = np.maximum(bboxes[:, 2], bboxes[:, 3]) * scale
+    window = np.stack([bboxes[:, 0], bboxes[:, 1], side, side], axis=1)
+    cam = torch.as_tensor(pred_cam, dtype=torch.float32)
+    orig_cam = convert_crop_cam_to_orig_img(cam, torch.as_tensor(window, dtype=torch.float32), img_width, img_height)
+    cam_t = crop_cam_to_full_cam_t(cam, torch.as_tensor(window[:, :2], dtype=torch.float32),
+                                   torch.as_tensor(side, dtype=torch.float32), img_width, img_height,
+                                   focal_length)
+    return np.asarray(orig_cam, dtype=np.float32), np.asarray(cam_t, dtype=np.float32)
+
+
+class PyMAFPredictor:
+    """Batched PyMAF regression on person crops.
+
+    Args:
+        model: a PyMAF network (see `models.pymaf_net`); it is put in eval mode on ``device``.
+        device: torch device.
+        batch_size: crops per forward pass.
+        bbox_scale: window side = box size * bbox_scale (the original demo uses 1.0).
+    """
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = 'cpu', batch_size: int = 8,
+                 bbox_scale: float = 1.0) -> None:
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.batch_size = int(batch_size)
+        self.bbox_scale = float(bbox_scale)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | os.PathLike | None, device: str | torch.device = 'cpu',
+                        **kwargs) -> PyMAFPredictor:
+        """Build the default PyMAF model and load ``checkpoint`` (None keeps untrained weights)."""
+        from core.path_config import SMPL_MEAN_PARAMS
+        from models import pymaf_net
+
+        model = pymaf_net(SMPL_MEAN_PARAMS, pretrained=False)
+        if checkpoint is not None:
+            load_weights(model, checkpoint)
+        return cls(model, device, **kwargs)
+
+    @torch.no_grad()
+    def predict_crops(self, norm_imgs: torch.Tensor) -> dict[str, np.ndarray]:
+        """Regress normalised crops.
+
+        Args:
+            norm_imgs: (B, 3, 224, 224) ImageNet-normalised RGB crops.
+
+        Returns:
+            Numpy arrays of the final iteration: ``pred_cam`` (B, 3), ``betas`` (B, 10), ``pose`` (B, 72)
+            axis-angle radians (global orientation first), ``verts`` (B, 6890, 3) metres,
+            ``joints3d`` (B, 49, 3) metres, ``kp_2d`` (B, 49, 2) in [-1, 1] crop coordinates.
+        """
+        outputs = []
+        for start in range(0, len(norm_imgs), self.batch_size):
+            batch = norm_imgs[start:start + self.batch_size].to(self.device, non_blocking=True)
+            preds, _ = self.model(batch)
+            final = preds['smpl_out'][-1]
+            theta = final['theta']
+            outputs.append({
+                'pred_cam': theta[:, :3], 'betas': theta[:, 3:13], 'pose': theta[:, 13:85],
+                'verts': final['verts'], 'joints3d': final['kp_3d'], 'kp_2d': final['kp_2d'],
+            })
+        if not outputs:
+            return {k: np.zeros((0,) + s, np.float32) for k, s in (
+                ('pred_cam', (3,)), ('betas', (10,)), ('pose', (72,)), ('verts', (6890, 3)),
+                ('joints3d', (49, 3)), ('kp_2d', (49, 2)))}
+        return {k: torch.cat([o[k] for o in outputs]).float().cpu().numpy() for k in outputs[0]}
+
+    def predict_image(self, frame_rgb: np.ndarray, bboxes: np.ndarray) -> dict[str, np.ndarray]:
+        """Reconstruct every boxed person in one image.
+
+        Args:
+            frame_rgb: (H, W, 3) uint8 RGB image.
+            bboxes: (N, 4) ``[cx, cy, w, h]`` boxes in pixels (e.g. from `utils.tracking.xyxy_to_square`).
+
+        Returns:
+            `predict_crops`'s fields plus ``bboxes`` (N, 4), ``orig_cam`` (N, 4), ``cam_t`` (N, 3) and
+            ``kp2d_px`` (N, 49, 2) keypoints in image pixels.
+        """
+        bboxes = np.asarray(bboxes, dtype=np.float32).reshape(-1, 4)
+        crops = [crop_person(frame_rgb, box, self.bbox_scale)[0] for box in bboxes]
+        norm = torch.stack(crops) if crops else torch.zeros(0, 3, IMG_RES, IMG_RES)
+        result = self.predict_crops(norm)
+        return self.add_image_cameras(result, bboxes, frame_rgb.shape[1], frame_rgb.shape[0])
+
+    def add_image_cameras(self, result: dict[str, np.ndarray], bboxes: np.ndarray, img_width: int,
+                          img_height: int) -> dict[str, np.ndarray]:
+        """Add ``bboxes``, ``orig_cam``, ``cam_t`` and ``kp2d_px`` to a `predict_crops` result (in place)."""
+        result['bboxes'] = np.asarray(bboxes, dtype=np.float32).reshape(-1, 4)
+        if len(result['bboxes']):
+            result['orig_cam'], result['cam_t'] = full_image_cameras(
+                result['pred_cam'], result['bboxes'], img_width, img_height, self.bbox_scale)
+        else:
+            result['orig_cam'], result['cam_t'] = np.zeros((0, 4), np.float32), np.zeros((0, 3), np.float32)
+        result['kp2d_px'] = crop_to_image_px(result['kp_2d'], result['bboxes'], self.bbox_scale).astype(np.float32)
+        return result
+
+
+def orig_cam_to_cam_t(orig_cam: np.ndarray, img_height: int, focal_length: float = FOCAL_LENGTH) -> np.ndarray:
+    """Full-image translation (N, 3) metres from ``orig_cam`` (N, 4) ``[sx, sy, tx, ty]`` (for results of the
+    original demo, which saved no ``cam_t``): ``[tx, ty, 2 * focal / (img_height * sy)]``."""
+    orig_cam = np.asarray(orig_cam, dtype=np.float64).reshape(-1, 4)
+    depth = 2.0 * focal_length / (img_height * np.maximum(orig_cam[:, 1], 1e-9))
+    return np.stack([orig_cam[:, 2], orig_cam[:, 3], depth], axis=1).astype(np.float32)
+
+
+def person_result(rows: dict[str, np.ndarray], frame_ids: np.ndarray) -> dict[str, np.ndarray | None]:
+    """One person's entry of output.pkl from stacked per-frame predictions (see `OUTPUT_FIELDS`)."""
+    return {
+        'pred_cam': rows['pred_cam'], 'orig_cam': rows['orig_cam'], 'verts': rows['verts'],
+        'pose': rows['pose'], 'betas': rows['betas'], 'joints3d': rows['joints3d'], 'joints2d': None,
+        'bboxes': rows['bboxes'], 'frame_ids': np.asarray(frame_ids, dtype=np.int64),
+        'cam_t': rows['cam_t'], 'kp2d_px': rows['kp2d_px'],
+    }
+
+
+def save_output_pkl(results: dict[int, dict], path: str | os.PathLike) -> None:
+    """Write ``{person_id: {field: array}}`` as a plain pickle (readable with `pickle`, no joblib)."""
+    _atomic_write(path, lambda f: pickle.dump(results, f, protocol=4))
+
+
+def load_output_pkl(path: str | os.PathLike) -> dict[int, dict]:
+    """Read an output.pkl written by this demo (plain pickle) or by the original (joblib, if installed).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a result file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'result file not found: {path}')
+    try:
+        with open(path, 'rb') as f:
+            results = pickle.load(f)
+    except Exception as err:
+        try:
+            import joblib
+        except ImportError:
+            raise ValueError(f'{path} is not a plain pickle; if the original PyMAF wrote it, pip install joblib '
+                             f'to read it ({type(err).__name__}: {err})') from err
+        results = joblib.load(path)
+    if not isinstance(results, dict) or not all(isinstance(v, dict) and 'verts' in v for v in results.values()):
+        raise ValueError(f'{path} is not a demo result file ({{person_id: {{"verts", "orig_cam", ...}}}})')
+    return results
+
+
+def save_output_npz(results: dict[int, dict], path: str | os.PathLike, img_width: int, img_height: int,
+                    fps: float, faces: np.ndarray | None = None, frame_names: Sequence[str] | None = None) -> None:
+    """Write the portable result file: every person's rows stacked, one row per (person, frame).
+
+    Arrays (M = total rows): ``person_ids`` (M,), ``frame_ids`` (M,), ``pred_cam`` (M, 3),
+    ``orig_cam`` (M, 4), ``cam_t`` (M, 3), ``verts`` (M, 6890, 3), ``pose`` (M, 72), ``betas`` (M, 10),
+    ``joints3d`` (M, 49, 3), ``kp2d_px`` (M, 49, 2), ``bboxes`` (M, 4); scalars ``img_width``,
+    ``img_height``, ``fps``, ``focal_length``; ``faces`` (F, 3) and ``frame_names`` (T,) when given.
+    """
+    fields = ('frame_ids', 'pred_cam', 'orig_cam', 'cam_t', 'verts', 'pose', 'betas', 'joints3d', 'kp2d_px',
+              'bboxes')
+    pids = sorted(results)
+    arrays: dict[str, np.ndarray] = {}
+    for field_name in fields:
+        parts = [np.asarray(results[p][field_name]) for p in pids if results[p].get(field_name) is not None]
+        arrays[field_name] = np.concatenate(parts) if parts else np.zeros((0,))
+    arrays['person_ids'] = np.concatenate(
+        [np.full(len(results[p]['frame_ids']), p, np.int64) for p in pids]) if pids else np.zeros(0, np.int64)
+    arrays.update(img_width=np.int64(img_width), img_height=np.int64(img_height), fps=np.float64(fps),
+                  focal_length=np.float64(FOCAL_LENGTH))
+    if faces is not None:
+        arrays['faces'] = np.asarray(faces, dtype=np.int64)
+    if frame_names is not None:
+        arrays['frame_names'] = np.asarray(list(frame_names), dtype=str)
+    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def save_obj(path: str | os.PathLike, verts: np.ndarray, faces: np.ndarray) -> None:
+    """Write one mesh as Wavefront .obj (vertices in metres, faces 1-based)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ['v %.6f %.6f %.6f' % tuple(v) for v in np.asarray(verts, dtype=np.float64)]
+    lines += ['f %d %d %d' % tuple(f) for f in np.asarray(faces, dtype=np.int64) + 1]
+    path.write_text('\n'.join(lines) + '\n')
+
+
+def _atomic_write(path: str | os.PathLike, write) -> None:
+    """Write through a temporary file in the same folder, then rename (no half-written results)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp')
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
