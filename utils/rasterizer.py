@@ -33,8 +33,10 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-# Default bound on the number of (face, pixel) candidates evaluated at once: about 40 bytes each.
-DEFAULT_MAX_CANDIDATES = 4_000_000
+# Default bound on the number of (face, pixel) candidates evaluated at once. Each takes about 200 bytes of
+# temporary memory, so this bounds the working memory to about 50 MB on top of the per-pixel buffers;
+# chunks of this size were also the fastest on CPU (cache friendly).
+DEFAULT_MAX_CANDIDATES = 250_000
 
 
 def _edge_weights(p: torch.Tensor, tri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,9 +219,9 @@ def rasterize(
             # A candidate wins if it is the new nearest and strictly nearer than earlier chunks' best, so
             # depth ties go to the smallest face index (chunks follow face order).
             winner = (cand_inv_z >= inv_zbuf[pix]) & (cand_inv_z > old_inv_z)
-            best = torch.full((num_pix,), num_faces, device=device, dtype=torch.long)
-            best.scatter_reduce_(0, pix[winner], face_in_mesh[winner], reduce='amin')
-            face_buf = torch.where(best < num_faces, best, face_buf)
+            win_pix = pix[winner]
+            face_buf[win_pix] = num_faces  # reset the pixels this chunk wins, then keep the smallest face
+            face_buf.scatter_reduce_(0, win_pix, face_in_mesh[winner], reduce='amin')
 
     face_idx = face_buf.view(batch_size, height, width)
     bary = torch.zeros(num_pix, 3, device=device, dtype=verts_px.dtype)
