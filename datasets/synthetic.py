@@ -41,6 +41,9 @@ _LEFT_LIMITS = {
     'wrist': ((-0.5, 0.5), (-0.3, 0.3), (-0.5, 0.5)),
     'hand': ((-0.2, 0.2), (-0.1, 0.1), (-0.2, 0.2)),
 }
+# Rest angles (inside the limits) that calm poses shrink towards: arms hanging down rather than SMPL's
+# T-pose, slightly bent elbows and knees. Joints not listed rest at zero.
+_LEFT_REST = {'shoulder': (0.0, 0.0, -1.15), 'elbow': (0.0, -0.3, 0.0), 'knee': (0.1, 0.0, 0.0)}
 _CENTRE_LIMITS = {
     'spine': ((-0.15, 0.35), (-0.3, 0.3), (-0.2, 0.2)),
     'neck': ((-0.3, 0.4), (-0.5, 0.5), (-0.25, 0.25)),
@@ -62,26 +65,29 @@ _SKIN_TONES = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.53], [0.74, 0.53, 0.3
                         [0.38, 0.25, 0.17], [0.92, 0.74, 0.62]])
 
 
-def _joint_limits() -> np.ndarray:
-    """(23, 3, 2) Euler angle limits of the body joints."""
-    limits = []
+def _joint_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(23, 3, 2) Euler angle limits and (23, 3) rest angles of the body joints."""
+    limits, rests = [], []
     for name, side in _BODY_JOINTS:
         rng = np.array(_LEFT_LIMITS[name] if side else _CENTRE_LIMITS[name], dtype=np.float64)
+        rest = np.array(_LEFT_REST.get(name, (0.0, 0.0, 0.0)) if side else (0.0, 0.0, 0.0))
         if side < 0:  # mirror: negate y and z rotations, which swaps their bounds
             rng[1:] = -rng[1:, ::-1]
+            rest[1:] = -rest[1:]
         limits.append(rng)
-    return np.stack(limits)
+        rests.append(rest)
+    return np.stack(limits), np.stack(rests)
 
 
-JOINT_LIMITS = _joint_limits()
+JOINT_LIMITS, JOINT_REST = _joint_tables()
 
 
 def sample_body_pose(rng: np.random.Generator, num: int) -> np.ndarray:
     """Draw plausible body poses inside the joint limits.
 
-    Each sample has an activity level in [0.15, 1] that shrinks every joint's range towards its
-    rest-nearest value, so calm standing poses and large motions both occur; within the range the angle is
-    Beta(2, 2) distributed (rarely at the limits).
+    Each sample has an activity level in [0.15, 1] that shrinks every joint's range towards its rest
+    angle (arms down, knees and elbows slightly bent), so calm standing poses and large motions both
+    occur; within the range the angle is Beta(2, 2) distributed (rarely at the limits).
 
     Args:
         rng: numpy generator.
@@ -91,7 +97,7 @@ def sample_body_pose(rng: np.random.Generator, num: int) -> np.ndarray:
         (num, 69) axis-angle body pose (joints 1..23), radians.
     """
     lo, hi = JOINT_LIMITS[..., 0], JOINT_LIMITS[..., 1]
-    rest = np.clip(0.0, lo, hi)
+    rest = JOINT_REST
     activity = rng.uniform(0.15, 1.0, size=(num, 1, 1))
     u = rng.beta(2.0, 2.0, size=(num, 23, 3))
     euler = rest + activity * (lo + u * (hi - lo) - rest)
