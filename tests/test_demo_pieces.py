@@ -66,7 +66,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match='not found'):
         open_frame_source(tmp_path / 'missing.mp4')
     (tmp_path / 'broken.mp4').write_bytes(b'this is not a video')
-    with pytest.raises(ValueError, match='cannot open video|no readable frames'):
+    with pytest.raises(ValueError, match='cannot read video|no readable frames'):
         open_frame_source(tmp_path / 'broken.mp4')
     (tmp_path / 'broken.png').write_bytes(b'nope')
     with pytest.raises(ValueError, match='cannot decode image'):

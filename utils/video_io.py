@@ -165,7 +165,8 @@ def open_frame_source(path: str | os.PathLike, max_frames: int | None = None) ->
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise ValueError(f'cannot open video {path}: not a container/codec OpenCV can read')
+            raise ValueError(f'cannot read video {path}: no video stream OpenCV can decode (damaged file, '
+                             f'audio only, or an unsupported codec)')
         ok, frame = cap.read()
         if not ok or frame is None:
             raise ValueError(f'video {path} has no readable frames')
