@@ -363,7 +363,7 @@ def save_results(args, results, out_dir, source, faces, log, timer) -> None:
     start = time.perf_counter()
     save_output_pkl(results, out_dir / 'output.pkl')
     save_output_npz(results, out_dir / 'output.npz', source.width, source.height, source.fps, faces,
-                    source.names or None)
+                    source.names[:len(source)] or None)
     if args.save_obj:
         for pid, res in results.items():
             for verts, f in zip(res['verts'], res['frame_ids']):
@@ -465,8 +465,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
 
             faces = get_smpl_faces()
         else:
-            tracks, sizes = detect_and_track(args, source, log, timer)
             predictor = build_predictor(args, args.device_obj, log)
+            tracks, sizes = detect_and_track(args, source, log, timer)
             from models.smpl import get_smpl_faces
 
             faces = get_smpl_faces()
