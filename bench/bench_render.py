@@ -39,8 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _timed(fn, repeats: int, device: torch.device) -> float:
-    """Median wall time of fn() in milliseconds."""
+def _timed(fn, repeats: int, device: torch.device) -> str:
+    """Median and minimum wall time of fn() in milliseconds, formatted.
+
+    The minimum is the better estimate on a shared machine, where other processes cause outliers.
+    """
     def sync():
         if device.type == 'cuda':
             torch.cuda.synchronize()
@@ -54,7 +57,7 @@ def _timed(fn, repeats: int, device: torch.device) -> float:
         fn()
         sync()
         times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+    return f'median {statistics.median(times):7.1f} ms  min {min(times):7.1f} ms'
 
 
 def _person_depth(height_px: int, fill: float) -> float:
@@ -85,12 +88,12 @@ def main(args: argparse.Namespace) -> None:
         all_faces = (faces_t[None] + torch.arange(people, device=device)[:, None, None] * len(verts)).reshape(-1, 3)
         for cull in (False, True):
             ms = _timed(lambda: rasterize(proj, all_faces, height, width, cull_backfaces=cull), args.repeats, device)
-            print(f'rasterize      {name:22s} cull_backfaces={cull!s:5s} {ms:8.1f} ms')
+            print(f'rasterize      {name:22s} cull_backfaces={cull!s:5s} {ms}')
         frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
         for scale in ((1.0, 0.5) if height >= 1080 else (1.0,)):
             renderer = PyRenderer(faces, focal_length=FOCAL, render_scale=scale, device=device)
             ms = _timed(lambda: renderer(meshes, frame=frame, cam_t=cam_t), args.repeats, device)
-            print(f'PyRenderer     {name:22s} render_scale={scale:<4}     {ms:8.1f} ms  (overlay on the frame)')
+            print(f'PyRenderer     {name:22s} render_scale={scale:<4}     {ms}  (overlay on the frame)')
 
     uv = DensePoseUV(
         face_part=1 + np.arange(len(faces)) % 24, faces=faces, u_norm=np.linspace(0, 1, len(verts), dtype=np.float32),
@@ -100,7 +103,7 @@ def main(args: argparse.Namespace) -> None:
     smpl_verts = torch.from_numpy(np.stack([body] * batch)).to(device)
     cam = torch.tensor([[0.9, 0.0, 0.0]] * batch, device=device)
     ms = _timed(lambda: iuv_renderer(smpl_verts, cam), args.repeats, device)
-    print(f'IUV_Renderer   56x56, batch {batch}                   {ms:8.1f} ms  ({ms / batch:.2f} ms per sample)')
+    print(f'IUV_Renderer   56x56, batch {batch}                   {ms}  (whole batch)')
 
 
 if __name__ == '__main__':

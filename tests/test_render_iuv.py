@@ -166,3 +166,27 @@ def test_iuv_img2map_and_back():
     ann_bg = torch.zeros_like(ann)
     ann_bg[:, 0] = 1
     assert (iuv_map2img(u_map, v_map, index, ann_bg)[:, 0] == 0).all()
+
+
+def test_standin_body_iuv_covers_its_silhouette():
+    # The project's stand-in body (assets/standin, same sizes and file formats as SMPL and DensePose):
+    # its IUV map must cover exactly the mesh's silhouette and show most of the 24 parts.
+    from pathlib import Path
+
+    from utils.renderer import PyRenderer
+
+    assets = Path(__file__).resolve().parents[1] / 'assets' / 'standin'
+    body = np.load(assets / 'body_neutral.npz')
+    faces = np.load(assets / 'body_common.npz')['faces'].astype(np.int64)
+    verts = body['v_template'] * np.array([1, -1, -1], np.float32)  # y up -> camera frame, facing the camera
+    renderer = IUV_Renderer(assets / 'UV_data' / 'UV_Processed.mat', output_size=56)
+    cam = np.array([0.9, 0.05, 0.1], np.float32)
+    iuv = renderer(torch.from_numpy(verts)[None], torch.from_numpy(cam)[None])[0].numpy()
+    # The same camera for the overlay renderer: focal 5000 * 56 / 224 in the 56 x 56 map.
+    overlay = PyRenderer(faces, resolution=(56, 56), focal_length=FOCAL * 56 / CROP, cull_backfaces=False)
+    silhouette = overlay.silhouette(verts, cam_t=[cam[1], cam[2], 2 * FOCAL / (CROP * cam[0])])
+    foreground = iuv[0] > 0
+    assert silhouette.sum() > 200
+    assert (foreground != silhouette).sum() <= 0.01 * silhouette.sum()
+    assert len(np.unique(np.round(iuv[0][foreground] * 24))) >= 15
+    assert ((iuv[1:] >= 0) & (iuv[1:] <= 1)).all()
