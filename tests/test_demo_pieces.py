@@ -158,6 +158,16 @@ def test_tracker_keeps_crossing_people_apart():
     assert np.all(tracks[pid_a]['bbox'][:, 2] == tracks[pid_a]['bbox'][:, 3])
 
 
+def test_tracker_survives_a_partial_box_and_a_miss():
+    # Frames 0-9 a full-body box, frame 10 only the upper body (as HOG gives during a spin), 11 missed.
+    full = [800, 200, 1030, 760, 1.0]
+    dets = [np.array([full])] * 10 + [np.array([[940, 246, 1068, 582, 1.0]]), np.zeros((0, 5))]
+    dets += [np.array([[801, 150, 1023, 723, 1.0]])] * 5
+    tracks = track_detections(dets)
+    assert list(tracks) == [1]
+    np.testing.assert_array_equal(tracks[1]['frames'], np.arange(17))
+
+
 def test_tracker_handles_empty_and_short_tracks():
     assert track_detections([np.zeros((0, 5))] * 5) == {}
     dets = [np.array([[0, 0, 10, 20, 1.0]])] + [np.zeros((0, 5))] * 3 + [np.array([[100, 0, 110, 20, 1.0]])]

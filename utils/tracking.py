@@ -1,8 +1,11 @@
 """Multi-person tracking by detection (SORT-style): a constant-velocity Kalman filter per person plus IoU
 matching with the Hungarian algorithm (scipy), then per-track gap filling and box smoothing.
 
-Identities: each track gets an id (1, 2, ... in order of creation) and keeps it while it is matched; a
-track that is not matched for more than ``max_age`` frames ends, and a later detection starts a new id.
+Matching runs in two rounds: detections against the Kalman-predicted boxes (IoU), then the leftovers
+against each remaining track's last detected box (intersection over the smaller box; this recovers a
+track after one bad box has spoiled its velocity, as OC-SORT does). Identities: each track gets an id (1, 2, ... in order of creation) and keeps
+it while it is matched; a track that is not matched for more than ``max_age`` frames ends, and a later
+detection starts a new id.
 
 Boxes in the result (the format the demo's crop dataset expects, as in the original):
 ``{person_id: {'frames': (N,) int, 'bbox': (N, 4) [cx, cy, s, s]}}`` with s = max(w, h) in pixels.
@@ -24,8 +27,11 @@ from scipy.optimize import linear_sum_assignment
 logger = logging.getLogger(__name__)
 
 
-def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU between (A, 4) and (B, 4) ``[x1, y1, x2, y2]`` boxes; returns (A, B)."""
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, over_min: bool = False) -> np.ndarray:
+    """IoU between (A, 4) and (B, 4) ``[x1, y1, x2, y2]`` boxes; returns (A, B).
+
+    With ``over_min`` the intersection is divided by the smaller of the two areas instead of the union
+    (1 when one box lies inside the other)."""
     if len(boxes_a) == 0 or len(boxes_b) == 0:
         return np.zeros((len(boxes_a), len(boxes_b)))
     a, b = boxes_a[:, None, :4], boxes_b[None, :, :4]
@@ -34,6 +40,8 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     inter = inter_w * inter_h
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    if over_min:
+        return inter / np.maximum(np.minimum(area_a, area_b), 1e-9)
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
@@ -96,10 +104,13 @@ class SortTracker:
     Args:
         iou_threshold: minimum IoU between a predicted track box and a detection to match them.
         max_age: frames a track survives without a match (also the longest gap that is filled).
+        recover_overlap: second round: minimum intersection over the smaller box between a track's last
+            detected box and a leftover detection.
     """
 
-    def __init__(self, iou_threshold: float = 0.2, max_age: int = 15) -> None:
+    def __init__(self, iou_threshold: float = 0.2, max_age: int = 15, recover_overlap: float = 0.5) -> None:
         self.iou_threshold = float(iou_threshold)
+        self.recover_overlap = float(recover_overlap)
         self.max_age = int(max_age)
         self.active: list[_Track] = []
         self.finished: list[_Track] = []
@@ -118,21 +129,29 @@ class SortTracker:
         dets = np.asarray(dets, dtype=np.float64)
         dets = dets.reshape(-1, dets.shape[-1]) if dets.size else np.zeros((0, 5))
         predicted = np.array([t.kf.predict() for t in self.active]).reshape(-1, 4)
-        iou = iou_matrix(predicted, dets[:, :4])
+        last_seen = np.array([t.boxes[-1] for t in self.active]).reshape(-1, 4)
         matched_t, matched_d = set(), set()
         out = []
-        if iou.size:
+        # First against the Kalman predictions, then the leftovers against each track's last detected box
+        # (recovers tracks whose velocity estimate was thrown off by one bad box, as in OC-SORT).
+        for track_boxes, over_min, threshold in ((predicted, False, self.iou_threshold),
+                                                 (last_seen, True, self.recover_overlap)):
+            free_t = [i for i in range(len(self.active)) if i not in matched_t]
+            free_d = [j for j in range(len(dets)) if j not in matched_d]
+            iou = iou_matrix(track_boxes[free_t], dets[free_d, :4], over_min)
+            if not iou.size:
+                continue
             rows, cols = linear_sum_assignment(-iou)
             for r, c in zip(rows, cols):
-                if iou[r, c] >= self.iou_threshold:
-                    track = self.active[r]
-                    track.kf.update(dets[c, :4])
+                if iou[r, c] >= threshold:
+                    track, det = self.active[free_t[r]], dets[free_d[c]]
+                    track.kf.update(det[:4])
                     track.frames.append(frame)
-                    track.boxes.append(dets[c, :4].copy())
+                    track.boxes.append(det[:4].copy())
                     track.misses = 0
-                    matched_t.add(r)
-                    matched_d.add(c)
-                    out.append((track.id, dets[c, :4]))
+                    matched_t.add(free_t[r])
+                    matched_d.add(free_d[c])
+                    out.append((track.id, det[:4]))
         still_active = []
         for i, track in enumerate(self.active):
             if i not in matched_t:
