@@ -164,20 +164,22 @@ def rasterize(
         x1 = torch.floor(xy[..., 0].amax(dim=1) - 0.5).clamp(max=width - 1)
         y0 = torch.ceil(xy[..., 1].amin(dim=1) - 0.5).clamp(min=0)
         y1 = torch.floor(xy[..., 1].amax(dim=1) - 0.5).clamp(max=height - 1)
-        plane, area = _face_planes(tri, torch.stack([x0, y0], dim=1) + 0.5)
+        area = (xy[:, 1, 0] - xy[:, 0, 0]) * (xy[:, 2, 1] - xy[:, 0, 1]) - (xy[:, 1, 1] - xy[:, 0, 1]) * (
+            xy[:, 2, 0] - xy[:, 0, 0]
+        )
         keep = (x1 >= x0) & (y1 >= y0) & (tri[..., 2].amin(dim=1) > near) & (area.abs() > 1e-12)
         keep &= torch.isfinite(tri).all(dim=2).all(dim=1)
         if cull_backfaces:
             keep &= area < 0
         kept = torch.nonzero(keep).squeeze(1)
-        box_w = (x1 - x0 + 1)[kept].long()
-        counts = box_w * (y1 - y0 + 1)[kept].long()
+        x0, y0 = x0[kept], y0[kept]
+        box_w = (x1[kept] - x0 + 1).long()
+        counts = box_w * (y1[kept] - y0 + 1).long()
         # Per kept face: the integer data needed to enumerate its pixels, and its 4 screen-space planes.
         face_int = torch.stack(
-            [x0[kept].long(), y0[kept].long(), box_w, torch.div(kept, num_faces, rounding_mode='floor'), kept],
-            dim=1,
+            [x0.long(), y0.long(), box_w, torch.div(kept, num_faces, rounding_mode='floor'), kept], dim=1
         )
-        face_plane = plane[kept]
+        face_plane, _ = _face_planes(tri[kept], torch.stack([x0, y0], dim=1) + 0.5)
 
         # Split the kept faces into chunks of at most max_candidates candidates (a face is never split).
         if kept.numel() > 0:
