@@ -32,7 +32,8 @@ BODY_SIZE = np.array([0.3, 0.85, 0.15], np.float32)  # half-extents in metres
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--device', default='cpu', help='torch device, e.g. cpu or cuda')
     parser.add_argument('--repeats', type=int, default=10, help='timed runs per case (after 2 warm-ups)')
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = leave the default)')
@@ -85,9 +86,11 @@ def main(args: argparse.Namespace) -> None:
         proj = torch.stack([FOCAL * pts[..., 0] / pts[..., 2] + width / 2,
                             FOCAL * pts[..., 1] / pts[..., 2] + height / 2, pts[..., 2]], dim=-1)
         proj = proj.reshape(1, -1, 3)
-        all_faces = (faces_t[None] + torch.arange(people, device=device)[:, None, None] * len(verts)).reshape(-1, 3)
+        offsets_v = torch.arange(people, device=device)[:, None, None] * len(verts)
+        all_faces = (faces_t[None] + offsets_v).reshape(-1, 3)
         for cull in (False, True):
-            ms = _timed(lambda: rasterize(proj, all_faces, height, width, cull_backfaces=cull), args.repeats, device)
+            ms = _timed(lambda: rasterize(proj, all_faces, height, width, cull_backfaces=cull),
+                        args.repeats, device)
             print(f'rasterize      {name:22s} cull_backfaces={cull!s:5s} {ms}')
         frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
         for scale in ((1.0, 0.5) if height >= 1080 else (1.0,)):
@@ -96,7 +99,8 @@ def main(args: argparse.Namespace) -> None:
             print(f'PyRenderer     {name:22s} render_scale={scale:<4}     {ms}  (overlay on the frame)')
 
     uv = DensePoseUV(
-        face_part=1 + np.arange(len(faces)) % 24, faces=faces, u_norm=np.linspace(0, 1, len(verts), dtype=np.float32),
+        face_part=1 + np.arange(len(faces)) % 24, faces=faces,
+        u_norm=np.linspace(0, 1, len(verts), dtype=np.float32),
         v_norm=np.linspace(1, 0, len(verts), dtype=np.float32), dp_to_smpl=np.arange(len(verts)))
     iuv_renderer = IUV_Renderer(uv, output_size=56, device=device)
     batch = 32

@@ -62,8 +62,8 @@ def test_reader_converts_to_zero_based_and_checks(quad_uv, tmp_path):
     np.testing.assert_array_equal(data.dp_to_smpl, [10, 20, 30, 40, 30])
     np.testing.assert_array_equal(data.faces, [[0, 1, 2], [3, 4, 1]])
     np.testing.assert_array_equal(data.face_part, [3, 17])
-    np.testing.assert_allclose(data.face_texture(), [[3 / 24, 0.3, 0.4], [17 / 24, (0.7 + 0.9 + 0.3) / 3, (0.8 + 1.0 + 0.4) / 3]],
-                               rtol=1e-6)
+    expected = [[3 / 24, 0.3, 0.4], [17 / 24, (0.7 + 0.9 + 0.3) / 3, (0.8 + 1.0 + 0.4) / 3]]
+    np.testing.assert_allclose(data.face_texture(), expected, rtol=1e-6)
     np.testing.assert_array_equal(data.vertex_part(), [3, 3, 3, 17, 17])
     bad = tmp_path / 'bad.mat'
     savemat(str(bad), {'All_Faces': np.ones((2, 3))})
@@ -158,8 +158,8 @@ def test_iuv_img2map_and_back():
     group_of = {p: g for g, parts in enumerate(ANN_PART_GROUPS) for p in parts}
     np.testing.assert_array_equal(ann.argmax(1).numpy(), np.vectorize(group_of.get)(part))
     np.testing.assert_allclose(u_map.sum(1).numpy(), u, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(torch.gather(v_map, 1, index.argmax(1, keepdim=True))[:, 0].numpy(), v, rtol=1e-6,
-                               atol=1e-7)
+    v_of_part = torch.gather(v_map, 1, index.argmax(1, keepdim=True))[:, 0].numpy()
+    np.testing.assert_allclose(v_of_part, v, rtol=1e-6, atol=1e-7)
     back = iuv_map2img(u_map, v_map, index, ann)
     np.testing.assert_allclose(back.numpy(), iuv.numpy(), atol=1e-6)
     # A background coarse label masks the part.

@@ -98,8 +98,8 @@ def test_render_scale_approximates_full_resolution(ellipsoid):
     cam_t = np.array([0.0, 0.0, 6.0])
     full = PyRenderer(faces, resolution=(WIDTH, HEIGHT), focal_length=FOCAL).silhouette(verts, cam_t=cam_t)
     for scale in (0.5, 2.0):
-        mask = PyRenderer(faces, resolution=(WIDTH, HEIGHT), focal_length=FOCAL, render_scale=scale).silhouette(
-            verts, cam_t=cam_t)
+        scaled = PyRenderer(faces, resolution=(WIDTH, HEIGHT), focal_length=FOCAL, render_scale=scale)
+        mask = scaled.silhouette(verts, cam_t=cam_t)
         iou = (mask & full).sum() / (mask | full).sum()
         assert iou > 0.93
 
@@ -112,11 +112,13 @@ def test_reduced_and_supersampled_rendering_equal_resampled_renders(ellipsoid):
     for scale in (0.5, 2):
         scaled = PyRenderer(faces, focal_length=FOCAL, render_scale=scale)
         rgb, alpha = scaled.render_rgba(verts, cam_t, image_size=(HEIGHT, WIDTH))
-        direct = PyRenderer(faces, focal_length=FOCAL * scale, principal_point=(WIDTH * scale / 2, HEIGHT * scale / 2))
-        rgb_d, alpha_d = direct.render_rgba(verts, cam_t, image_size=(int(HEIGHT * scale), int(WIDTH * scale)))
+        size = (int(HEIGHT * scale), int(WIDTH * scale))
+        direct = PyRenderer(faces, focal_length=FOCAL * scale, principal_point=(size[1] / 2, size[0] / 2))
+        rgb_d, alpha_d = direct.render_rgba(verts, cam_t, image_size=size)
         rgba_d = torch.cat([rgb_d, alpha_d[..., None]], -1).permute(2, 0, 1)[None]
         if scale < 1:
-            expected = torch.nn.functional.interpolate(rgba_d, size=(HEIGHT, WIDTH), mode='bilinear', align_corners=False)
+            expected = torch.nn.functional.interpolate(rgba_d, size=(HEIGHT, WIDTH), mode='bilinear',
+                                                       align_corners=False)
         else:
             expected = torch.nn.functional.avg_pool2d(rgba_d, 2)
         expected = expected[0].permute(1, 2, 0)

@@ -49,7 +49,8 @@ def test_perspective_correct_barycentrics_and_depth():
     focal, cx, cy = 40.0, 16.0, 16.0
     pts = np.array([[-0.5, -0.6, 2.0], [0.7, -0.2, 5.0], [-0.1, 0.8, 3.0]])
     proj = np.stack([focal * pts[:, 0] / pts[:, 2] + cx, focal * pts[:, 1] / pts[:, 2] + cy, pts[:, 2]], 1)
-    face_idx, bary, zbuf = rasterize(torch.tensor(proj, dtype=torch.float64)[None], torch.tensor([[0, 1, 2]]), 32, 32)
+    verts_px = torch.tensor(proj, dtype=torch.float64)[None]
+    face_idx, bary, zbuf = rasterize(verts_px, torch.tensor([[0, 1, 2]]), 32, 32)
     covered = face_idx[0].numpy() == 0
     assert covered.sum() > 100
     point_3d = bary[0].numpy()[covered] @ pts
@@ -118,7 +119,8 @@ def test_sphere_visible_surface_and_chunking(max_candidates):
     height = width = 48
     focal, tz = 60.0, 4.0
     v = torch.tensor(verts, dtype=torch.float64) + torch.tensor([0.0, 0.0, tz], dtype=torch.float64)
-    proj = torch.stack([focal * v[:, 0] / v[:, 2] + width / 2, focal * v[:, 1] / v[:, 2] + height / 2, v[:, 2]], 1)
+    proj = torch.stack([focal * v[:, 0] / v[:, 2] + width / 2,
+                        focal * v[:, 1] / v[:, 2] + height / 2, v[:, 2]], 1)
     faces_t = torch.from_numpy(faces)
     face_idx, bary, zbuf = rasterize(proj[None], faces_t, height, width, max_candidates=max_candidates)
     culled, _, _ = rasterize(proj[None], faces_t, height, width, cull_backfaces=True)

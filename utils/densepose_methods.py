@@ -59,9 +59,9 @@ class DensePoseUV:
         Returns:
             (F_dp, 3) float32: (part id / 24, mean U of the face's corners, mean V of its corners).
         """
-        return np.stack(
-            [self.face_part / NUM_PARTS, self.u_norm[self.faces].mean(1), self.v_norm[self.faces].mean(1)], axis=1
-        ).astype(np.float32)
+        part = self.face_part / NUM_PARTS
+        u_mean, v_mean = self.u_norm[self.faces].mean(1), self.v_norm[self.faces].mean(1)
+        return np.stack([part, u_mean, v_mean], axis=1).astype(np.float32)
 
     def vertex_part(self) -> np.ndarray:
         """Part id of each DensePose vertex, taken from the first face that contains it (0 if none).
@@ -94,10 +94,11 @@ def load_densepose_uv(path: str | os.PathLike | None = None) -> DensePoseUV:
     path = Path(path) if path is not None else default_uv_processed_path()
     if not path.is_file():
         raise FileNotFoundError(
-            f'DensePose UV data not found at {path}. It is UV_Processed.mat from the DensePose UV data tarball '
-            '(densepose_uv_data.tar.gz, from https://dl.fbaipublicfiles.com/densepose/densepose_uv_data.tar.gz, '
-            'which fetch_data.sh downloads). Extract it so that the file is data/UV_data/UV_Processed.mat '
-            'under the data root (set PYMAF_DATA_DIR to use another data root).'
+            f'DensePose UV data not found at {path}. It is UV_Processed.mat from the DensePose UV data '
+            'tarball densepose_uv_data.tar.gz '
+            '(https://dl.fbaipublicfiles.com/densepose/densepose_uv_data.tar.gz, which fetch_data.sh '
+            'downloads). Extract it so that the file is data/UV_data/UV_Processed.mat under the data root '
+            '(set PYMAF_DATA_DIR to use another data root).'
         )
     from scipy.io import loadmat
 

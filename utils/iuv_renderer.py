@@ -85,7 +85,9 @@ class IUV_Renderer:  # noqa: N801 (the original's name)
         if verts.dim() != 3 or verts.shape[-1] != 3:
             raise ValueError(f'verts must be (B, N, 3) SMPL vertices, got {tuple(verts.shape)}')
         if cam.shape != (verts.shape[0], 3):
-            raise ValueError(f'cam must be (B, 3) = [s, tx, ty] for B={verts.shape[0]}, got {tuple(cam.shape)}')
+            raise ValueError(
+                f'cam must be (B, 3) = [s, tx, ty] for B={verts.shape[0]}, got {tuple(cam.shape)}'
+            )
         if verts.shape[1] <= int(self.dp_to_smpl.max()):
             raise ValueError(f'the UV data indexes SMPL vertex {int(self.dp_to_smpl.max())}, but verts has '
                              f'only {verts.shape[1]} vertices')

@@ -63,7 +63,9 @@ def _edge_weights(p: torch.Tensor, tri: torch.Tensor) -> tuple[torch.Tensor, tor
     return torch.stack([w0, w1, w2], dim=1), area
 
 
-def _perspective_bary(w: torch.Tensor, area: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _perspective_bary(
+    w: torch.Tensor, area: torch.Tensor, z: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Perspective-correct barycentrics and depth from screen-space weights.
 
     Args:
@@ -211,8 +213,8 @@ def rasterize(
             inside = torch.nonzero((vals[:, :3] >= -1e-6).all(dim=1)).squeeze(1)
             if inside.numel() == 0:
                 continue
-            pix_face = torch.stack([cand_int[:, 3] * (height * width) + py * width + px, cand_int[:, 4]], dim=1)
-            pix_face = pix_face[inside]
+            pix = cand_int[:, 3] * (height * width) + py * width + px
+            pix_face = torch.stack([pix, cand_int[:, 4]], dim=1)[inside]
             pix = pix_face[:, 0]
             cand_inv_z = vals[inside, 3]
             face_in_mesh = pix_face[:, 1] - torch.div(pix, height * width, rounding_mode='floor') * num_faces

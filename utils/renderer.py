@@ -68,7 +68,9 @@ def _parse_colors(colors: str | Sequence | None, num_meshes: int) -> torch.Tenso
     def one(c) -> tuple[float, float, float]:
         if isinstance(c, str):
             if c not in COLORS:
-                raise ValueError(f'unknown colour name {c!r}; use one of {sorted(COLORS)} or an RGB triple in [0, 1]')
+                raise ValueError(
+                    f'unknown colour name {c!r}; use one of {sorted(COLORS)} or an RGB triple in [0, 1]'
+                )
             return COLORS[c]
         rgb = tuple(float(v) for v in c)
         if len(rgb) != 3:
@@ -148,7 +150,9 @@ class PyRenderer:
         cull_backfaces: bool = True,
     ) -> None:
         if render_scale <= 0 or (render_scale > 1 and render_scale != round(render_scale)):
-            raise ValueError(f'render_scale must be in (0, 1] or a whole number (supersampling), got {render_scale}')
+            raise ValueError(
+                f'render_scale must be in (0, 1] or a whole number (supersampling), got {render_scale}'
+            )
         self.device = torch.device(device) if device is not None else torch.device('cpu')
         self.faces = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
         self.faces = self.faces.to(device=self.device, dtype=torch.long)
@@ -159,7 +163,8 @@ class PyRenderer:
         self.principal_point = principal_point
         self.render_scale = float(render_scale)
         self.ambient = float(ambient)
-        self.light_dirs = F.normalize(torch.tensor([d for d, _ in lights], dtype=torch.float32), dim=1).to(self.device)
+        light_dirs = torch.tensor([d for d, _ in lights], dtype=torch.float32)
+        self.light_dirs = F.normalize(light_dirs, dim=1).to(self.device)
         self.light_intensity = torch.tensor([i for _, i in lights], dtype=torch.float32, device=self.device)
         self.cull_backfaces = cull_backfaces
 
@@ -184,7 +189,9 @@ class PyRenderer:
         if cam_t is not None:
             cam_t = _as_float_tensor(cam_t, self.device).reshape(-1, 3)
             if cam_t.shape[0] not in (1, verts.shape[0]):
-                raise ValueError(f'cam_t must be (3,) or (N, 3) for N={verts.shape[0]} meshes, got {tuple(cam_t.shape)}')
+                raise ValueError(
+                    f'cam_t must be (3,) or (N, 3) for N={verts.shape[0]} meshes, got {tuple(cam_t.shape)}'
+                )
             verts = verts + cam_t[:, None, :]
         if side_view:
             verts = rotate_about_vertical(verts, side_view_deg)
@@ -246,7 +253,8 @@ class PyRenderer:
             bottom, right = min(r_h, -(-bottom // k) * k), min(r_w, -(-right // k) * k)
         elif scale < 1:
             # A margin of empty pixels, except at the image border where edge pixels are replicated.
-            top, left, bottom, right = max(0, top - 1), max(0, left - 1), min(r_h, bottom + 1), min(r_w, right + 1)
+            top, left = max(0, top - 1), max(0, left - 1)
+            bottom, right = min(r_h, bottom + 1), min(r_w, right + 1)
         covered = covered[top:bottom, left:right]
         pix_face = face_idx[0, top:bottom, left:right][covered]
         pix_bary = bary[0, top:bottom, left:right][covered]
@@ -358,7 +366,8 @@ class PyRenderer:
         h, w = alpha.shape
         background = torch.from_numpy(out[top:top + h, left:left + w]).to(self.device, torch.float32) / 255.0
         composite = rgb + background * (1.0 - alpha[..., None])
-        out[top:top + h, left:left + w] = (composite * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+        composite = (composite * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
+        out[top:top + h, left:left + w] = composite.cpu().numpy()
         return out
 
     def silhouette(
