@@ -135,6 +135,29 @@ def test_sphere_visible_surface_and_chunking(max_candidates):
     assert torch.equal(face_idx, reference)
 
 
+def test_no_cracks_between_faces_far_from_the_origin():
+    # A jittered grid of triangles placed around pixel (1500, 900) of a full-HD frame, in float32: every
+    # pixel centre inside the grid's (axis-aligned) outline must be covered, every other one not.
+    rng = np.random.default_rng(3)
+    n = 24
+    gx, gy = np.meshgrid(np.arange(n + 1, dtype=np.float64), np.arange(n + 1, dtype=np.float64))
+    jitter = rng.uniform(-0.3, 0.3, size=(2, n + 1, n + 1))
+    jitter[:, [0, -1], :] = 0
+    jitter[:, :, [0, -1]] = 0
+    xs = 1400.3 + 7.31 * (gx + jitter[0])
+    ys = 820.6 + 5.9 * (gy + jitter[1])
+    verts = np.stack([xs.ravel(), ys.ravel(), 3.0 + 0.01 * rng.random(xs.size)], 1)
+    idx = np.arange((n + 1) ** 2).reshape(n + 1, n + 1)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    faces = np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
+    verts_px = torch.tensor(verts, dtype=torch.float32)[None]
+    face_idx, _, _ = rasterize(verts_px, torch.from_numpy(faces), 1080, 1920)
+    centres = _pixel_centres(1080, 1920)
+    inside = ((centres[..., 0] > xs.min()) & (centres[..., 0] < xs.max()) & (centres[..., 1] > ys.min())
+              & (centres[..., 1] < ys.max()))
+    np.testing.assert_array_equal(face_idx[0].numpy() >= 0, inside)
+
+
 def test_gradients_flow_to_vertices():
     verts = torch.tensor([[[1.0, 1.0, 2.0], [9.0, 1.5, 3.0], [2.0, 9.0, 2.5]]], requires_grad=True)
     _, bary, zbuf = rasterize(verts, torch.tensor([[0, 1, 2]]), 10, 10)
