@@ -61,6 +61,8 @@ _TROUSER_JOINTS = (0, 1, 2, 4, 5)
 _SHOE_JOINTS = (7, 8, 10, 11)
 _SKIN_JOINTS = (12, 15, 20, 21, 22, 23)
 _FOREARM_JOINTS = (18, 19)
+# Bodies posed per forward pass of the body model (bounds memory for large datasets).
+_POSE_CHUNK = 64
 _SKIN_TONES = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.53], [0.74, 0.53, 0.39], [0.55, 0.37, 0.26],
                         [0.38, 0.25, 0.17], [0.92, 0.74, 0.62]])
 
@@ -243,15 +245,15 @@ def _pose_bodies(bodies: BodyModels, genders: np.ndarray, betas: np.ndarray, pos
     verts = [None] * len(genders)
     joints = [None] * len(genders)
     for code, name in (('m', 'male'), ('f', 'female')):
-        idx = np.nonzero(genders == code)[0]
-        if len(idx) == 0:
-            continue
-        pose = torch.from_numpy(pose_aa[idx]).float()
-        with torch.no_grad():
-            out = bodies.models[name](betas=torch.from_numpy(betas[idx]).float(), body_pose=pose[:, 3:],
-                                      global_orient=pose[:, :3])
-        for k, i in enumerate(idx):
-            verts[i], joints[i] = out.vertices[k], out.joints[k]
+        idx_all = np.nonzero(genders == code)[0]
+        for start in range(0, len(idx_all), _POSE_CHUNK):
+            idx = idx_all[start:start + _POSE_CHUNK]
+            pose = torch.from_numpy(pose_aa[idx]).float()
+            with torch.no_grad():
+                out = bodies.models[name](betas=torch.from_numpy(betas[idx]).float(), body_pose=pose[:, 3:],
+                                          global_orient=pose[:, :3])
+            for k, i in enumerate(idx):
+                verts[i], joints[i] = out.vertices[k], out.joints[k]
     return torch.stack(verts), torch.stack(joints)
 
 
