@@ -275,8 +275,8 @@ def load_eval_assets(device: torch.device) -> tuple[dict, torch.Tensor]:
 
 
 def run_evaluation(model: torch.nn.Module, dataset_name: str, dataset: torch.utils.data.Dataset,
-                   device: torch.device, evaluator: Evaluator | SegmentationEvaluator, batch_size: int = 32, num_workers: int = 0,
-                   shuffle: bool = False, log_freq: int = 50) -> dict:
+                   device: torch.device, evaluator: Evaluator | SegmentationEvaluator, batch_size: int = 32,
+                   num_workers: int = 0, shuffle: bool = False, log_freq: int = 50) -> dict:
     """Run the model over ``dataset`` and return the evaluator's results."""
     from tqdm import tqdm
 

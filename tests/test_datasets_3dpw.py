@@ -72,7 +72,8 @@ def test_prepared_file_reads_with_base_dataset(tmp_path):
     prepare_3dpw.main(prepare_3dpw.parse_args(['--dataset_root', str(tmp_path), '--out_file', out]))
     os.makedirs(tmp_path / 'imageFiles' / 'walk_00')
     for frame in range(N_FRAMES):
-        cv2.imwrite(str(tmp_path / 'imageFiles' / 'walk_00' / f'image_{frame:05d}.jpg'), np.zeros((1080, 640, 3), np.uint8))
+        frame_path = tmp_path / 'imageFiles' / 'walk_00' / f'image_{frame:05d}.jpg'
+        cv2.imwrite(str(frame_path), np.zeros((1080, 640, 3), np.uint8))
     ds = BaseDataset('3dpw', npz_path=out, img_dir=str(tmp_path))
     item = ds[len(ds) - 1]
     assert item['gender'] == 1 and item['has_smpl'] == 1 and item['img'].shape == (3, 224, 224)

@@ -36,7 +36,8 @@ AUC_THRESHOLDS_M = np.linspace(0.0, 0.15, 31)
 
 def _check_pair(pred: torch.Tensor, gt: torch.Tensor) -> None:
     if pred.shape != gt.shape or pred.dim() != 3 or pred.shape[-1] != 3:
-        raise ValueError(f'expected two (B, N, 3) tensors of equal shape, got {tuple(pred.shape)} and {tuple(gt.shape)}')
+        raise ValueError(f'expected two (B, N, 3) tensors of equal shape, got {tuple(pred.shape)} and '
+                         f'{tuple(gt.shape)}')
 
 
 def mpjpe(pred_joints: torch.Tensor, gt_joints: torch.Tensor) -> torch.Tensor:
