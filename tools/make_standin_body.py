@@ -77,10 +77,12 @@ LANDMARK_VERTS = {
 }
 FINGER_OF = {'thumb': 1, 'index': 2, 'middle': 3, 'ring': 4, 'pinky': 5}
 
-# Adult phenotype ranges sampled for the shape space (anny's parameters live in [0, 1]).
+# Adult phenotype ranges sampled for the shape space (anny's parameters live in [0, 1]; age 0.5 is a
+# teenager and ages above about 0.62 are adults; these height values give about 1.58-1.97 m for men and
+# 1.44-1.84 m for women).
 PHENOTYPE_RANGES = {
-    'age': (0.5, 0.75), 'muscle': (0.0, 1.0), 'weight': (0.0, 1.0),
-    'height': (0.3, 0.62), 'proportions': (0.25, 0.75),
+    'age': (0.62, 0.95), 'muscle': (0.0, 1.0), 'weight': (0.0, 1.0),
+    'height': (0.2, 0.55), 'proportions': (0.25, 0.75),
 }
 GENDER_VALUE = {'neutral': None, 'male': 0.0, 'female': 1.0}  # anny: 0 is the male anchor, 1 the female one
 
@@ -430,26 +432,32 @@ def landmark_permutation(num_verts: int, chosen: dict[str, int], verts: np.ndarr
     return order
 
 
-def fit_joint_regressor(verts: np.ndarray, joints: np.ndarray, mean_verts: np.ndarray,
-                        mean_joints: np.ndarray, num_candidates: int = 300) -> tuple[sp.csc_matrix, np.ndarray]:
+def fit_joint_regressor(verts: np.ndarray, joints: np.ndarray, mean_verts: np.ndarray, segment: np.ndarray,
+                        max_candidates: int = 400) -> tuple[sp.csc_matrix, np.ndarray]:
     """Sparse non-negative regressor (J, V), rows summing to 1, fitted across shapes.
+
+    The candidates for a joint are the vertices driven mostly by that joint, its parent or its children
+    (the rings of skin around it), at most ``max_candidates`` of them, nearest first.
 
     Args:
         verts: (N, V, 3) rest vertices of N bodies; joints: (N, J, 3) their rest joints.
-        mean_verts, mean_joints: the mean body, used to choose candidate vertices near each joint.
+        mean_verts: (V, 3) the mean body; segment: (V,) dominant skinning joint of each vertex.
     Returns:
-        (regressor, per-joint RMS error in metres).
+        (regressor, per-joint RMS error in metres over the N bodies).
     """
-    tree = cKDTree(mean_verts)
     rows, cols, vals, errs = [], [], [], []
     lam = 10.0
+    mean_joints = joints.mean(0)
     for j in range(joints.shape[1]):
-        _, cand = tree.query(mean_joints[j], k=num_candidates)
-        a = verts[:, cand, :].transpose(0, 2, 1).reshape(-1, num_candidates)
+        family = {j, int(SMPL_PARENTS[j])} | {int(c) for c in np.flatnonzero(SMPL_PARENTS == j)}
+        cand = np.flatnonzero(np.isin(segment, list(family - {-1})))
+        dist = np.linalg.norm(mean_verts[cand] - mean_joints[j], axis=1)
+        cand = cand[np.argsort(dist)[:max_candidates]]
+        a = verts[:, cand, :].transpose(0, 2, 1).reshape(-1, len(cand))
         b = joints[:, j, :].reshape(-1)
-        a_aug = np.vstack([a, lam * np.ones((1, num_candidates))])
+        a_aug = np.vstack([a, lam * np.ones((1, len(cand)))])
         b_aug = np.concatenate([b, [lam]])
-        w, _ = scipy.optimize.nnls(a_aug, b_aug, maxiter=50 * num_candidates)
+        w, _ = scipy.optimize.nnls(a_aug, b_aug, maxiter=50 * len(cand))
         w = np.where(w > 1e-4, w, 0.0)
         w /= w.sum()
         errs.append(np.sqrt(np.mean(((a @ w) - b) ** 2)))
@@ -545,88 +553,137 @@ def _torso_axis_z(y: float, joints: np.ndarray) -> float:
     return float(np.interp(y, chain[order, 1], chain[order, 2]))
 
 
-def dp_vertex_count(faces: np.ndarray, parts: np.ndarray, num_verts: int) -> int:
-    pairs = np.unique(np.stack([faces.reshape(-1), np.repeat(parts, 3)], 1), axis=0)
-    return len(pairs)
-
-
-def adjust_dp_vertex_count(faces: np.ndarray, parts: np.ndarray, num_verts: int, target: int) -> np.ndarray:
-    """Move faces on part borders to a neighbouring part until the DensePose vertex count is ``target``.
-
-    Each distinct (SMPL vertex, part) pair is one DensePose vertex, so straightening a border lowers the
-    count and a notch in it raises the count.
-    """
-    parts = parts.copy()
-    vert_faces = [[] for _ in range(num_verts)]
-    for fi, f in enumerate(faces):
-        for v in f:
-            vert_faces[v].append(fi)
+def face_neighbours(faces: np.ndarray) -> list[list[int]]:
+    """Edge-adjacent faces of every face."""
     edge_faces: dict[tuple[int, int], list[int]] = {}
     for fi, f in enumerate(faces):
         for k in range(3):
-            key = tuple(sorted((int(f[k]), int(f[(k + 1) % 3]))))
+            key = (min(int(f[k]), int(f[(k + 1) % 3])), max(int(f[k]), int(f[(k + 1) % 3])))
             edge_faces.setdefault(key, []).append(fi)
-    neighbours = [[] for _ in range(len(faces))]
+    neighbours: list[list[int]] = [[] for _ in range(len(faces))]
     for fl in edge_faces.values():
-        if len(fl) == 2:
-            neighbours[fl[0]].append(fl[1])
-            neighbours[fl[1]].append(fl[0])
+        for a in fl:
+            neighbours[a] += [b for b in fl if b != a]
+    return neighbours
 
-    def local_count(fi: int) -> int:
-        return sum(len({parts[g] for g in vert_faces[v]}) for v in faces[fi])
 
-    count = dp_vertex_count(faces, parts, num_verts)
-    part_sizes = np.bincount(parts, minlength=25)
-    for _ in range(20):
-        if count == target:
+def smooth_parts(parts: np.ndarray, neighbours: list[list[int]], passes: int = 4) -> np.ndarray:
+    """Majority filter: a face whose neighbours mostly belong to one other part joins it (straight borders)."""
+    parts = parts.copy()
+    for _ in range(passes):
+        changed = 0
+        for fi, nb in enumerate(neighbours):
+            labels = [parts[g] for g in nb]
+            best = max(set(labels), key=labels.count)
+            if best != parts[fi] and labels.count(best) >= 2:
+                parts[fi] = best
+                changed += 1
+        if not changed:
             break
-        for fi in range(len(faces)):
-            if count == target:
-                break
-            others = [parts[g] for g in neighbours[fi] if parts[g] != parts[fi]]
-            if not others or part_sizes[parts[fi]] < 50:
-                continue
-            # Prefer the part that already surrounds the face (smooth borders) when lowering the count.
-            new = max(set(others), key=others.count)
-            need = target - count
-            if need < 0 and others.count(new) < 2:
-                continue
-            old = parts[fi]
-            before = local_count(fi)
-            parts[fi] = new
-            delta = local_count(fi) - before
-            if delta == 0 or np.sign(delta) != np.sign(need) or abs(delta) > abs(need):
-                parts[fi] = old
-                continue
-            part_sizes[old] -= 1
-            part_sizes[new] += 1
-            count += delta
-    if count != target:
-        raise RuntimeError(f'could not reach {target} DensePose vertices (stuck at {count})')
     return parts
 
 
-def uv_coordinates(verts: np.ndarray, faces: np.ndarray, parts: np.ndarray, joints: np.ndarray,
-                   weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def face_subcharts(verts: np.ndarray, faces: np.ndarray, parts: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """Sub-chart (0/1) of every face: feet split into top (0) and sole (1), head halves into back (0) and
+    face (1); the other parts are one chart each.
+
+    A DensePose vertex is one (SMPL vertex, part, sub-chart) triple, so these seams duplicate vertices as
+    the chart cuts of the real UV data do.
+    """
+    tri = verts[faces]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    sub = np.zeros(len(faces), dtype=np.int64)
+    feet = np.isin(parts, (5, 6))
+    head = np.isin(parts, (23, 24))
+    sub[feet & (normals[:, 1] < -0.5)] = 1
+    sub[head & (tri.mean(1)[:, 2] > joints[15, 2])] = 1
+    return sub
+
+
+def dp_vertex_count(faces: np.ndarray, labels: np.ndarray) -> int:
+    """Number of distinct (SMPL vertex, chart label) pairs, i.e. DensePose vertices."""
+    return len(np.unique(np.stack([faces.reshape(-1), np.repeat(labels, 3)], 1), axis=0))
+
+
+def adjust_dp_vertex_count(faces: np.ndarray, labels: np.ndarray, neighbours: list[list[int]], num_verts: int,
+                           target: int, rng: np.random.Generator) -> np.ndarray:
+    """Move border faces to a neighbouring chart until the DensePose vertex count is ``target``.
+
+    ``labels`` are ``2 * part + subchart``. Faces move between the sub-charts of one part first (this
+    changes only the UV seams); only if that cannot reach the target do faces move between parts.
+    Straightening a border lowers the count, a notch raises it; faces are visited in a random order so
+    the changes spread over all borders.
+    """
+    labels = labels.copy()
+    vert_faces: list[list[int]] = [[] for _ in range(num_verts)]
+    for fi, f in enumerate(faces):
+        for v in f:
+            vert_faces[v].append(fi)
+
+    def local_count(fi: int) -> int:
+        return sum(len({labels[g] for g in vert_faces[v]}) for v in faces[fi])
+
+    count = dp_vertex_count(faces, labels)
+    logger.info('DensePose vertices before adjusting the borders: %d (target %d)', count, target)
+    sizes = np.bincount(labels, minlength=64)
+    for same_part_only in (True, False):
+        for _ in range(30):
+            if count == target:
+                break
+            for fi in rng.permutation(len(faces)):
+                if count == target:
+                    break
+                others = [labels[g] for g in neighbours[fi] if labels[g] != labels[fi]
+                          and (not same_part_only or labels[g] // 2 == labels[fi] // 2)]
+                if not others or sizes[labels[fi]] < 30:
+                    continue
+                new = max(set(others), key=others.count)
+                need = target - count
+                old = labels[fi]
+                before = local_count(fi)
+                labels[fi] = new
+                delta = local_count(fi) - before
+                if delta == 0 or np.sign(delta) != np.sign(need) or abs(delta) > abs(need):
+                    labels[fi] = old
+                    continue
+                sizes[old] -= 1
+                sizes[new] += 1
+                count += delta
+    if count != target:
+        raise RuntimeError(f'could not reach {target} DensePose vertices (stuck at {count})')
+    return labels
+
+
+def uv_coordinates(verts: np.ndarray, faces: np.ndarray, labels: np.ndarray, joints: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """DensePose vertices and per-vertex (U, V) charts.
+
+    Args:
+        verts: (V, 3) mean body; faces: (F, 3) SMPL faces kept for DensePose; labels: (F,) ``2 * part +
+            subchart``; joints: (24, 3).
 
     Returns:
         dp_faces (F, 3) 0-based into the DensePose vertices, dp_to_smpl (Vd,) SMPL vertex of each
-        DensePose vertex, u (Vd,), v (Vd,) in [0, 1]. Left parts are charted in mirrored coordinates so
+        DensePose vertex, u (Vd,), v (Vd,) in [0, 1]. Limb halves are charted cylindrically around the
+        bone, the torso halves over (x, y), the head halves over (z, y), hands and feet over their plane;
+        the two sub-charts of a foot or a head half lie side by side in U. Left parts are charted in mirrored coordinates so
         that mirror-image parts share one chart (their symmetry transforms are the identity).
     """
-    pairs, inverse = np.unique(np.stack([faces.reshape(-1), np.repeat(parts, 3)], 1), axis=0, return_inverse=True)
+    pairs, inverse = np.unique(np.stack([faces.reshape(-1), np.repeat(labels, 3)], 1), axis=0, return_inverse=True)
     dp_faces = inverse.reshape(-1, 3)
-    dp_to_smpl, dp_part = pairs[:, 0], pairs[:, 1]
+    dp_to_smpl, dp_label = pairs[:, 0], pairs[:, 1]
+    dp_part, dp_sub = dp_label // 2, dp_label % 2
     raw = np.zeros((len(pairs), 2))
     limb_of_part = {}
-    for group, (back, front, j0, j1, left) in LIMB_PARTS.items():
-        limb_of_part[back] = limb_of_part[front] = (j0, j1, left)
+    for back, front, j0, j1, left in LIMB_PARTS.values():
+        limb_of_part[back] = (j0, j1, left, False)
+        limb_of_part[front] = (j0, j1, left, True)
     for p in range(1, 25):
         sel = dp_part == p
         pos = verts[dp_to_smpl[sel]].copy()
         if p in limb_of_part:
-            j0, j1, left = limb_of_part[p]
+            j0, j1, left, is_front = limb_of_part[p]
             a, b = joints[j0].copy(), joints[j1].copy()
             if left:
                 pos[:, 0] *= -1
@@ -638,34 +695,35 @@ def uv_coordinates(verts: np.ndarray, faces: np.ndarray, parts: np.ndarray, join
             side = np.cross(axis, fwd)
             off = pos - a
             phi = np.arctan2(off @ side, off @ fwd)
-            is_front = p in {v[1] for v in LIMB_PARTS.values()}
             raw[sel, 0] = (phi + np.pi / 2) / np.pi if is_front else (np.mod(phi, 2 * np.pi) - np.pi / 2) / np.pi
             raw[sel, 1] = off @ axis
         elif p in (1, 2):
-            half = np.abs(pos[:, 0]).max()
-            raw[sel, 0] = 0.5 + 0.5 * pos[:, 0] / half
+            raw[sel, 0] = 0.5 + 0.5 * pos[:, 0] / np.abs(pos[:, 0]).max()
             raw[sel, 1] = pos[:, 1]
         elif p in (23, 24):
             raw[sel, 0] = pos[:, 2]
             raw[sel, 1] = pos[:, 1]
         elif p in (3, 4):
-            x = -pos[:, 0] if p == 4 else pos[:, 0]
             raw[sel, 0] = pos[:, 2]
-            raw[sel, 1] = x
+            raw[sel, 1] = -pos[:, 0] if p == 4 else pos[:, 0]
         else:
-            x = -pos[:, 0] if p == 5 else pos[:, 0]
-            raw[sel, 0] = x
+            raw[sel, 0] = -pos[:, 0] if p == 5 else pos[:, 0]
             raw[sel, 1] = pos[:, 2]
     uv = np.zeros_like(raw)
     for p in range(1, 25):
         sel = dp_part == p
-        if p in (1, 2):
-            uv[sel, 0] = np.clip(raw[sel, 0], 0, 1)
-        else:
-            lo, hi = raw[sel, 0].min(), raw[sel, 0].max()
-            uv[sel, 0] = (raw[sel, 0] - lo) / max(hi - lo, 1e-9)
         lo, hi = raw[sel, 1].min(), raw[sel, 1].max()
         uv[sel, 1] = (raw[sel, 1] - lo) / max(hi - lo, 1e-9)
+        if p in (1, 2):
+            uv[sel, 0] = np.clip(raw[sel, 0], 0, 1)
+            continue
+        num_sub = 2 if p in (5, 6, 23, 24) else 1
+        for s in range(num_sub):
+            sub_sel = sel & (dp_sub == s)
+            if not sub_sel.any():
+                continue
+            lo, hi = raw[sub_sel, 0].min(), raw[sub_sel, 0].max()
+            uv[sub_sel, 0] = (s + (raw[sub_sel, 0] - lo) / max(hi - lo, 1e-9)) / num_sub
     return dp_faces, dp_to_smpl, uv[:, 0], uv[:, 1]
 
 
@@ -793,6 +851,17 @@ STANDIN_NOTE = ('STAND-IN body model generated by tools/make_standin_body.py fro
                 'Apache-2.0, MakeHuman assets CC0). It is NOT SMPL and carries none of SMPL\'s data.')
 
 
+def save_mat_deterministic(path: pathlib.Path, arrays: dict) -> None:
+    """scipy.io.savemat (compressed) with a fixed header text instead of the creation date."""
+    import io
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, arrays, do_compression=True)
+    data = bytearray(buf.getvalue())
+    header = b'MATLAB 5.0 MAT-file, stand-in body model UV data (not SMPL / DensePose)'
+    data[:116] = header.ljust(116)
+    path.write_bytes(bytes(data))
+
+
 def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.Path | None) -> dict:
     t0 = time.time()
     rng = np.random.default_rng(seed)
@@ -800,8 +869,9 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
     logger.info('anny loaded in %.1f s, body shell %d vertices / %d faces', time.time() - t0,
                 len(src.body_idx), len(src.faces))
 
-    default = {k: np.array([0.5]) for k in ('gender', 'age', 'muscle', 'weight', 'height', 'proportions')}
-    base = src.tposed(default)
+    middle = {k: np.array([0.5 * (lo + hi)]) for k, (lo, hi) in PHENOTYPE_RANGES.items()}
+    middle['gender'] = np.array([0.5])
+    base = src.tposed(middle)
     base_verts = base['verts'][0]
     check_closed_genus0(base_verts, src.faces)
 
@@ -853,8 +923,7 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
     all_verts = np.concatenate(all_verts)
     all_joints = np.concatenate(all_joints)
 
-    jreg, jerr = fit_joint_regressor(all_verts, all_joints, bodies['neutral']['v_template'],
-                                     all_joints.mean(0))
+    jreg, jerr = fit_joint_regressor(all_verts, all_joints, bodies['neutral']['v_template'], segment)
     logger.info('joint regressor RMS error per joint (mm): %s', np.round(1000 * jerr, 1).tolist())
     logger.info('joint regressor: %d non-zeros, RMS error max %.2f mm, mean %.2f mm', jreg.nnz,
                 1000 * jerr.max(), 1000 * jerr.mean())
@@ -863,15 +932,21 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
 
     neutral_v = bodies['neutral']['v_template']
     neutral_j = jreg_dense @ neutral_v
-    parts = face_parts(neutral_v, faces, weights, neutral_j)
+    neighbours = face_neighbours(faces)
+    parts = smooth_parts(face_parts(neutral_v, faces, weights, neutral_j), neighbours)
     torso_low = np.flatnonzero(np.isin(parts, (1, 2)))
     dropped = torso_low[np.argsort(neutral_v[faces[torso_low]].mean(1)[:, 1])[:2]]
     keep = np.setdiff1d(np.arange(len(faces)), dropped)
-    dp_faces_smpl, dp_parts = faces[keep], parts[keep]
-    before = dp_vertex_count(dp_faces_smpl, dp_parts, NUM_VERTS)
-    dp_parts = adjust_dp_vertex_count(dp_faces_smpl, dp_parts, NUM_VERTS, NUM_DP_VERTS)
-    logger.info('DensePose vertices: %d from the part borders, moved to %d', before, NUM_DP_VERTS)
-    dp_faces, dp_to_smpl, u, v = uv_coordinates(neutral_v, dp_faces_smpl, dp_parts, neutral_j, weights)
+    remap = -np.ones(len(faces), dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    kept_neighbours = [[int(remap[g]) for g in neighbours[fi] if remap[g] >= 0] for fi in keep]
+    dp_faces_smpl = faces[keep]
+    labels = 2 * parts[keep] + face_subcharts(neutral_v, dp_faces_smpl, parts[keep], neutral_j)
+    before = dp_vertex_count(dp_faces_smpl, labels)
+    labels = adjust_dp_vertex_count(dp_faces_smpl, labels, kept_neighbours, NUM_VERTS, NUM_DP_VERTS, rng)
+    dp_parts = labels // 2
+    logger.info('DensePose vertices: %d from the part borders and chart seams, moved to %d', before, NUM_DP_VERTS)
+    dp_faces, dp_to_smpl, u, v = uv_coordinates(neutral_v, dp_faces_smpl, labels, neutral_j)
 
     down = downsampling(neutral_v, faces)
 
@@ -888,13 +963,13 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
     np.savez(out_dir / 'mesh_downsampling.npz', **down)
     uv_dir = out_dir / 'UV_data'
     uv_dir.mkdir(exist_ok=True)
-    scipy.io.savemat(uv_dir / 'UV_Processed.mat', {
+    save_mat_deterministic(uv_dir / 'UV_Processed.mat', {
         'All_FaceIndices': dp_parts.reshape(-1, 1).astype(np.float64),
         'All_Faces': (dp_faces + 1).astype(np.float64),
         'All_U_norm': u.reshape(-1, 1), 'All_V_norm': v.reshape(-1, 1),
         'All_vertices': (dp_to_smpl + 1).reshape(1, -1).astype(np.float64),
         'standin_note': STANDIN_NOTE,
-    }, do_compression=True)
+    })
     report = {
         'seed': seed, 'samples_per_gender': num_samples,
         'anny_version': __import__('anny').__version__,
