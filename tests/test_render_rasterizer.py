@@ -170,3 +170,14 @@ def test_bad_shapes_raise():
         rasterize(torch.zeros(3, 3), torch.zeros(1, 3, dtype=torch.long), 4, 4)
     with pytest.raises(ValueError, match='faces'):
         rasterize(torch.zeros(1, 3, 3), torch.zeros(3, dtype=torch.long), 4, 4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_cuda_matches_cpu():
+    verts, faces = uv_sphere(20, 24)
+    v = torch.tensor(verts) * 0.8 + torch.tensor([0.1, 0.0, 3.0])
+    proj = torch.stack([100 * v[:, 0] / v[:, 2] + 40, 100 * v[:, 1] / v[:, 2] + 30, v[:, 2]], 1)[None]
+    cpu = rasterize(proj, torch.from_numpy(faces), 60, 80)
+    gpu = rasterize(proj.cuda(), torch.from_numpy(faces).cuda(), 60, 80)
+    assert torch.equal(cpu[0], gpu[0].cpu())
+    torch.testing.assert_close(cpu[1], gpu[1].cpu(), atol=1e-5, rtol=1e-5)
