@@ -84,6 +84,9 @@ def test_mesh_is_closed_genus0_and_consistently_oriented(neutral):
     directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     assert len(np.unique(directed, axis=0)) == len(directed)  # each edge used once per direction
     assert len(np.unique(faces)) == 6890
+    tri = neutral['v_template'][faces]
+    signed_volume = np.einsum('fi,fi->f', tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0
+    assert 0.04 < signed_volume < 0.12  # counter-clockwise seen from outside, as SMPL; a body's volume in m^3
 
 
 def test_rest_body_is_a_t_pose_in_smpl_frame(neutral):
@@ -178,6 +181,7 @@ def test_shape_space_spans_plausible_bodies(data_dir):
                 heights.append(v[:, 1].max() - v[:, 1].min())
         assert 1.3 < min(heights) and max(heights) < 2.15
         assert max(heights) - min(heights) > 0.15  # some directions change the height
+        assert heights[1] > heights[0] + 0.1  # a positive first beta makes the body taller
     male = pickle.load(open(data_dir / 'smpl' / 'SMPL_MALE.pkl', 'rb'))['v_template']
     female = pickle.load(open(data_dir / 'smpl' / 'SMPL_FEMALE.pkl', 'rb'))['v_template']
     assert np.ptp(male[:, 1]) > np.ptp(female[:, 1])

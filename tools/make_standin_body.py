@@ -911,6 +911,9 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
         dirs = vt[:NUM_BETAS] * std[:, None]
         signs = np.sign(dirs[np.arange(NUM_BETAS), np.abs(dirs).argmax(1)])
         dirs *= signs[:, None]
+        grown = (mean + dirs[0].reshape(NUM_VERTS, 3))[:, 1]
+        if np.ptp(grown) < np.ptp(mean[:, 1]):
+            dirs[0] *= -1  # a positive first beta makes the body taller
         explained = float((sing[:NUM_BETAS] ** 2).sum() / (sing ** 2).sum())
         shapedirs = dirs.reshape(NUM_BETAS, NUM_VERTS, 3).transpose(1, 2, 0)
         heights = verts[..., 1].max(1) - verts[..., 1].min(1)
