@@ -360,6 +360,95 @@ def decimate_to(verts: np.ndarray, faces: np.ndarray, num_verts: int, closed: bo
     raise RuntimeError(f'could not decimate to {num_verts} vertices')
 
 
+def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    tri = verts[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    vn = np.zeros_like(verts)
+    for k in range(3):
+        np.add.at(vn, faces[:, k], fn)
+    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
+
+
+def delaunay_flips(verts: np.ndarray, faces: np.ndarray, min_normal_dot: float = 0.95) -> tuple[np.ndarray, int]:
+    """One pass of edge flips towards a Delaunay triangulation, keeping vertex and face counts.
+
+    An edge shared by two nearly coplanar triangles is flipped when the two angles opposite it sum to
+    more than pi and the flipped edge does not exist yet. Orientation is preserved.
+    """
+    faces = faces.copy()
+    edge_faces: dict[tuple[int, int], list[int]] = {}
+    for fi, f in enumerate(faces):
+        for k in range(3):
+            a, b = int(f[k]), int(f[(k + 1) % 3])
+            edge_faces.setdefault((min(a, b), max(a, b)), []).append(fi)
+
+    def angle(p, q, r):  # angle at p
+        u, w = q - p, r - p
+        return math.atan2(np.linalg.norm(np.cross(u, w)), float(u @ w))
+
+    def normal(f):
+        t = verts[f]
+        n = np.cross(t[1] - t[0], t[2] - t[0])
+        return n / max(np.linalg.norm(n), 1e-15)
+
+    flips = 0
+    for key in list(edge_faces):
+        fl = edge_faces.get(key)
+        if fl is None or len(fl) != 2:
+            continue
+        f1, f2 = fl
+        a, b = key
+        # orient: f1 contains a->b
+        r1 = list(faces[f1])
+        k1 = r1.index(a)
+        if r1[(k1 + 1) % 3] != b:
+            f1, f2 = f2, f1
+            r1 = list(faces[f1])
+            k1 = r1.index(a)
+        c = r1[(k1 + 2) % 3]
+        r2 = list(faces[f2])
+        d = r2[(r2.index(b) + 2) % 3]
+        if c == d or (min(c, d), max(c, d)) in edge_faces:
+            continue
+        if normal(faces[f1]) @ normal(faces[f2]) < min_normal_dot:
+            continue
+        if angle(verts[c], verts[a], verts[b]) + angle(verts[d], verts[a], verts[b]) <= math.pi + 1e-9:
+            continue
+        new1, new2 = np.array([a, d, c]), np.array([d, b, c])
+        if normal(new1) @ normal(new2) < min_normal_dot:
+            continue
+        faces[f1], faces[f2] = new1, new2
+        del edge_faces[key]
+        edge_faces[(min(c, d), max(c, d))] = [f1, f2]
+        for e, old, new in (((a, d), f2, f1), ((b, c), f1, f2)):
+            lst = edge_faces[(min(e), max(e))]
+            lst[lst.index(old)] = new
+        flips += 1
+    return faces, flips
+
+
+def relax_on_surface(verts: np.ndarray, faces: np.ndarray, surf_verts: np.ndarray, surf_faces: np.ndarray,
+                     iterations: int = 8, step: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Make the triangles more even without changing the vertex count or the topology.
+
+    Each iteration flips edges towards Delaunay, moves every vertex part of the way towards the centroid
+    of its neighbours along the surface (tangentially, so thin tips keep their length) and puts it back
+    onto the original surface.
+    """
+    import trimesh
+    surface = trimesh.Trimesh(surf_verts, surf_faces, process=False)
+    for _ in range(iterations):
+        faces, _ = delaunay_flips(verts, faces)
+        adj = adjacency(faces, len(verts))
+        degree = np.asarray(adj.sum(1)).ravel()
+        delta = (adj @ verts) / degree[:, None] - verts
+        normals = _vertex_normals(verts, faces)
+        delta -= (delta * normals).sum(1, keepdims=True) * normals
+        verts, _, _ = trimesh.proximity.closest_point(surface, verts + step * delta)
+    faces, _ = delaunay_flips(verts, faces)
+    return verts, faces
+
+
 def barycentric_map(points: np.ndarray, verts: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     """(P, V) sparse map: each point -> barycentric weights of its closest point on the mesh surface."""
     import trimesh
@@ -876,6 +965,8 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
     check_closed_genus0(base_verts, src.faces)
 
     dec_v, dec_f = decimate_to(base_verts, src.faces, NUM_VERTS)
+    dec_v, dec_f = relax_on_surface(dec_v, dec_f, base_verts, src.faces)
+    check_closed_genus0(dec_v, dec_f)
     bmap = barycentric_map(dec_v, base_verts, src.faces)
     dec_v = bmap @ base_verts
     bone_w = np.asarray(bmap @ src.bone_weights)
