@@ -232,3 +232,11 @@ def test_ensure_standin_is_idempotent(data_dir):
     before = os.stat(path).st_mtime_ns
     assert ensure_standin(data_dir) == data_dir
     assert os.stat(path).st_mtime_ns == before
+
+
+def test_missing_sources_and_bad_gender_give_helpful_errors(tmp_path):
+    from utils.standin import smpl_dict
+    with pytest.raises(FileNotFoundError, match='make_standin_body'):
+        ensure_standin(tmp_path / 'out', asset_dir=tmp_path / 'nowhere')
+    with pytest.raises(ValueError, match='gender'):
+        smpl_dict('other')
