@@ -1027,7 +1027,11 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
     neutral_v = bodies['neutral']['v_template']
     neutral_j = jreg_dense @ neutral_v
     neighbours = face_neighbours(faces)
-    parts = smooth_parts(face_parts(neutral_v, faces, weights, neutral_j), neighbours)
+    adj = adjacency(faces, NUM_VERTS)
+    smooth_w = weights
+    for _ in range(6):  # diffuse the skinning weights a little so that part borders follow smooth lines
+        smooth_w = 0.5 * smooth_w + 0.5 * (adj @ smooth_w) / np.asarray(adj.sum(1))
+    parts = smooth_parts(face_parts(neutral_v, faces, smooth_w, neutral_j), neighbours)
     torso_low = np.flatnonzero(np.isin(parts, (1, 2)))
     dropped = torso_low[np.argsort(neutral_v[faces[torso_low]].mean(1)[:, 1])[:2]]
     keep = np.setdiff1d(np.arange(len(faces)), dropped)
