@@ -158,6 +158,9 @@ def check_flags(args: argparse.Namespace) -> list[str]:
         raise DemoError(f'--render_ratio must be positive, got {args.render_ratio}')
     if args.model_batch_size < 1 or args.tracker_batch_size < 1:
         raise DemoError('--model_batch_size and --tracker_batch_size must be >= 1')
+    if args.smooth and (args.img_file or args.image_based):
+        notes.append('--smooth is ignored in image mode (no tracks over time)')
+        args.smooth = False
     if args.img_file and args.max_frames:
         notes.append('--max_frames is ignored for a single image')
     return notes
