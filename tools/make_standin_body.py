@@ -102,15 +102,15 @@ LIMB_PARTS = {  # group: (back part, front part, axis start joint, axis end join
     'upper_arm_l': (15, 17, 16, 18, True), 'upper_arm_r': (16, 18, 17, 19, False),
     'lower_arm_l': (19, 21, 18, 20, True), 'lower_arm_r': (20, 22, 19, 21, False),
 }
-MIRROR_PART = {1: 1, 2: 2, 3: 4, 4: 3, 5: 6, 6: 5, 7: 8, 8: 7, 9: 10, 10: 9, 11: 12, 12: 11, 13: 14,
-               14: 13, 15: 16, 16: 15, 17: 18, 18: 17, 19: 20, 20: 19, 21: 22, 22: 21, 23: 24, 24: 23}
 
 
 def segment_of_bone(label: str) -> int:
     """SMPL segment (0..23) whose skinning weight collects anny bone ``label``'s weight."""
     side_l = label.endswith('.L')
     name = label.split('.')[0]
-    pick = (lambda left, right: left if side_l else right)
+
+    def pick(left: int, right: int) -> int:
+        return left if side_l else right
     if name in ('root', 'pelvis', 'spine05', 'spine04'):
         return 0
     if name == 'spine03':
@@ -978,6 +978,8 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
     bmap = bmap[order]
     bone_w = bone_w[order]
     check_closed_genus0(dec_v[order], faces)
+    if len(faces) != NUM_FACES:
+        raise RuntimeError(f'expected {NUM_FACES} faces, got {len(faces)}')
     logger.info('mesh: %d vertices, %d faces (%.1f s)', NUM_VERTS, len(faces), time.time() - t0)
 
     weights = bone_w @ src.bone_to_segment
@@ -1039,6 +1041,8 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
     remap[keep] = np.arange(len(keep))
     kept_neighbours = [[int(remap[g]) for g in neighbours[fi] if remap[g] >= 0] for fi in keep]
     dp_faces_smpl = faces[keep]
+    if len(dp_faces_smpl) != NUM_DP_FACES:
+        raise RuntimeError(f'expected {NUM_DP_FACES} DensePose faces, got {len(dp_faces_smpl)}')
     labels = 2 * parts[keep] + face_subcharts(neutral_v, dp_faces_smpl, parts[keep], neutral_j)
     before = dp_vertex_count(dp_faces_smpl, labels)
     labels = adjust_dp_vertex_count(dp_faces_smpl, labels, kept_neighbours, NUM_VERTS, NUM_DP_VERTS, rng)
