@@ -74,6 +74,9 @@ def test_official_formats_and_sizes(data_dir, neutral):
     mean = np.load(data_dir / 'smpl_mean_params.npz')
     assert mean['pose'].shape == (144,) and mean['shape'].shape == (10,) and mean['cam'].shape == (3,)
     assert 'NOT SMPL' in (data_dir / 'STANDIN.md').read_text()
+    assert 'NOT SMPL' in str(mean['standin_note'])
+    assert 'NOT SMPL' in str(np.load(data_dir / 'mesh_downsampling.npz', allow_pickle=True)['standin_note'])
+    assert 'STAND-IN' in str(scipy.io.loadmat(data_dir / 'UV_data' / 'UV_symmetry_transforms.mat')['standin_note'])
 
 
 def test_mesh_is_closed_genus0_and_consistently_oriented(neutral):

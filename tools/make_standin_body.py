@@ -1061,8 +1061,9 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
                         parents=SMPL_PARENTS, note=np.array(STANDIN_NOTE))
     np.save(out_dir / 'J_regressor_extra.npy', extra.astype(np.float32))
     np.save(out_dir / 'J_regressor_h36m.npy', h36m.astype(np.float32))
-    np.savez(out_dir / 'smpl_mean_params.npz', **mean_params())
-    np.savez(out_dir / 'mesh_downsampling.npz', **down)
+    note = np.array(STANDIN_NOTE)
+    np.savez(out_dir / 'smpl_mean_params.npz', **mean_params(), standin_note=note)
+    np.savez(out_dir / 'mesh_downsampling.npz', **down, standin_note=note)
     uv_dir = out_dir / 'UV_data'
     uv_dir.mkdir(exist_ok=True)
     save_mat_deterministic(uv_dir / 'UV_Processed.mat', {

@@ -112,7 +112,7 @@ def smpl_dict(gender: str, asset_dir: pathlib.Path = ASSET_DIR) -> dict:
     }
 
 
-def uv_symmetry_transforms(num_parts: int = 24, size: int = UV_TABLE_SIZE) -> dict[str, np.ndarray]:
+def uv_symmetry_transforms(num_parts: int = 24, size: int = UV_TABLE_SIZE) -> dict[str, np.ndarray | str]:
     """DensePose-format symmetry tables: 1 x 24 cells of (256, 256) arrays indexed [v_px, u_px].
 
     The stand-in charts each left part in mirrored coordinates, so a point at (U, V) on a part maps to
@@ -124,7 +124,8 @@ def uv_symmetry_transforms(num_parts: int = 24, size: int = UV_TABLE_SIZE) -> di
     for p in range(num_parts):
         u_cells[0, p] = 1.0 - grid_u if (p + 1) in MIRRORED_U_PARTS else grid_u.copy()
         v_cells[0, p] = grid_v.copy()
-    return {'U_transforms': u_cells, 'V_transforms': v_cells}
+    return {'U_transforms': u_cells, 'V_transforms': v_cells,
+            'standin_note': 'STAND-IN body model UV symmetry tables (identity charts); not DensePose data.'}
 
 
 def ensure_standin(target_dir: str | os.PathLike, asset_dir: str | os.PathLike | None = None) -> pathlib.Path:
