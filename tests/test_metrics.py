@@ -112,3 +112,24 @@ def test_transform_preds_inverts_the_crop():
     assert np.allclose(orig[0], center)
     assert np.allclose(orig[1], center - 100 * scale)
     assert np.allclose(orig[2], [center[0] + 100 * scale, center[1]])
+
+
+def test_crop_transform_and_coco_inverse_agree():
+    rng = np.random.default_rng(3)
+    center, scale = np.array([260.0, 310.0]), 1.7
+    for pt in rng.uniform(150, 400, size=(20, 2)):
+        crop_1based = imutils.transform(pt + 1, center, scale, [224, 224])
+        back = transforms.transform_preds((crop_1based - 1)[None].astype(float), center, np.array([scale, scale]),
+                                          [224, 224])[0]
+        assert np.all(np.abs(back - pt) <= 200 * scale / 224 + 1e-9)  # within one crop pixel
+
+
+def test_uncrop_inverts_crop_placement():
+    mask = np.zeros((224, 224), np.uint8)
+    mask[100:124, 100:124] = 1  # a square at the crop centre
+    center, scale = np.array([150.0, 120.0]), 0.8
+    full = imutils.uncrop(mask, center, scale, (240, 320))
+    ys, xs = np.nonzero(full)
+    assert full.shape == (240, 320)
+    assert abs(xs.mean() - center[0]) < 1.5 and abs(ys.mean() - center[1]) < 1.5
+    assert abs(len(xs) - 24 * 24 * (160 / 224) ** 2) < 40
