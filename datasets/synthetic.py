@@ -260,6 +260,7 @@ def _pose_bodies(bodies: BodyModels, genders: np.ndarray, betas: np.ndarray, pos
 def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_width: int = 256,
                      img_height: int = 256, box_enlarge: float = 1.1, jpeg_quality: int = 92,
                      npz_name: str = 'synthetic.npz', save_masks: bool = False,
+                     focal_range: tuple[float, float] = (1.0, 2.0), max_offset: float = 0.8,
                      bodies: BodyModels | None = None) -> str:
     """Render ``num_samples`` labelled images into ``out_dir`` and write the SPIN-format annotation file.
 
@@ -273,6 +274,10 @@ def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_wi
         npz_name: file name of the annotation file.
         save_masks: also write the body masks (PNG, 255 = body) to ``out_dir/masks/`` and list them in the
             ``maskname`` field.
+        focal_range: focal length range as multiples of the larger image side (1 to 2: 53 to 28 degrees
+            field of view).
+        max_offset: largest shift of the body from the image centre, as a fraction of the free margin
+            (0 keeps every body centred on the optical axis).
         bodies: body models (loaded from ``core.path_config`` when None).
 
     Returns:
@@ -291,13 +296,13 @@ def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_wi
     verts, joints = verts.double(), joints.double()
 
     size = max(img_width, img_height)
-    focal = rng.uniform(1.0, 2.0, size=n) * size
+    focal = rng.uniform(focal_range[0], focal_range[1], size=n) * size
     height_frac = rng.uniform(0.35, 0.85, size=n)
     extent = verts.amax(dim=1) - verts.amin(dim=1)
     mid = (verts.amax(dim=1) + verts.amin(dim=1)) / 2
     depth = torch.from_numpy(focal * np.maximum(extent[:, 1].numpy(), 0.5 * extent[:, 0].numpy())
                              / (height_frac * img_height))
-    slack = (1 - height_frac) / 2 * 0.8
+    slack = (1 - height_frac) / 2 * max_offset
     offset_px = rng.uniform(-1, 1, size=(n, 2)) * slack[:, None] * [img_width, img_height]
     shift_xy = torch.from_numpy(offset_px / focal[:, None]) * depth[:, None]
     cam_t = torch.cat([shift_xy, depth[:, None]], dim=1) - mid
