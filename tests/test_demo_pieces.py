@@ -233,3 +233,36 @@ def test_crop_person_convention():
     ds = CropDataset({3: frame}, np.array([[149.5, 99.5, 40, 40]]), [3], scale=2.0)
     item = ds[0]
     assert item['frame_id'] == 3 and item['img'][2, 0, 0].item() == pytest.approx(black, abs=1e-5)
+
+
+def test_yolo_detector_with_a_fake_ultralytics(tmp_path, monkeypatch):
+    """The YOLO adapter's conversion (ultralytics itself is optional and not installed in CI)."""
+    import sys
+    import types
+
+    calls = {}
+
+    class FakeBoxes:
+        xyxy = torch.tensor([[10.0, 20.0, 50.0, 120.0]])
+        conf = torch.tensor([0.75])
+
+    class FakeYOLO:
+        def __init__(self, path):
+            calls['path'] = path
+
+        def predict(self, frames, **kwargs):
+            calls.update(kwargs)
+            calls['channels_last_is_bgr'] = frames[0][0, 0, 0] == 3
+            return [types.SimpleNamespace(boxes=FakeBoxes()) for _ in frames]
+
+    monkeypatch.setitem(sys.modules, 'ultralytics', types.SimpleNamespace(YOLO=FakeYOLO))
+    weights = tmp_path / 'yolov8n.pt'
+    weights.write_bytes(b'weights')
+    detector = build_detector('yolo', weights=weights, score_threshold=0.4)
+    frame = np.zeros((8, 8, 3), np.uint8)
+    frame[..., 2] = 3  # blue in RGB becomes the first channel in BGR
+    out = detector([frame, frame])
+    assert len(out) == 2 and out[0].shape == (1, 5)
+    np.testing.assert_allclose(out[1][0], [10, 20, 50, 120, 0.75])
+    assert calls['classes'] == [0] and calls['conf'] == 0.4 and calls['path'] == str(weights)
+    assert calls['channels_last_is_bgr']
