@@ -3,8 +3,11 @@
 The mesh is an SMPL-sized UV sphere (6890 vertices, 13776 faces) stretched to a person-like ellipsoid
 (0.6 x 1.7 x 0.3 m) and placed so that it fills a person-like part of the image: most of the height of a
 224 or 512 crop, about 70% of the height of a 1920x1080 frame (and three such people side by side).
+``--body standin`` uses the project's stand-in body (assets/standin, SMPL topology, T-pose, scaled to the
+same height) instead.
 
     python bench/bench_render.py
+    python bench/bench_render.py --body standin
     python bench/bench_render.py --device cuda --repeats 20
     python bench/bench_render.py --threads 1
 """
@@ -21,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.densepose_methods import DensePoseUV  # noqa: E402
+from utils.densepose_methods import DensePoseUV, load_densepose_uv  # noqa: E402
 from utils.iuv_renderer import IUV_Renderer  # noqa: E402
 from utils.mesh_primitives import uv_sphere  # noqa: E402
 from utils.rasterizer import rasterize  # noqa: E402
@@ -37,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', help='torch device, e.g. cpu or cuda')
     parser.add_argument('--repeats', type=int, default=10, help='timed runs per case (after 2 warm-ups)')
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = leave the default)')
+    parser.add_argument('--body', choices=('ellipsoid', 'standin'), default='ellipsoid',
+                        help='mesh to render: the SMPL-sized ellipsoid or the stand-in body (T-pose)')
     return parser.parse_args(argv)
 
 
@@ -72,8 +77,15 @@ def main(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     verts, faces = uv_sphere()
     body = verts * BODY_SIZE
+    if args.body == 'standin':
+        assets = Path(__file__).resolve().parents[1] / 'assets' / 'standin'
+        template = np.load(assets / 'body_neutral.npz')['v_template'] * np.array([1, -1, -1], np.float32)
+        faces = np.load(assets / 'body_common.npz')['faces'].astype(np.int64)
+        template -= (template.max(0) + template.min(0)) / 2
+        body = template * (2 * BODY_SIZE[1] / np.ptp(template[:, 1]))
     faces_t = torch.from_numpy(faces).to(device)
-    print(f'device={device} threads={torch.get_num_threads()} faces={len(faces)} torch={torch.__version__}')
+    print(f'device={device} threads={torch.get_num_threads()} body={args.body} faces={len(faces)} '
+          f'torch={torch.__version__}')
 
     cases = [('224x224', 224, 224, 0.9, 1), ('512x512', 512, 512, 0.9, 1), ('1920x1080', 1080, 1920, 0.7, 1),
              ('1920x1080, 3 people', 1080, 1920, 0.7, 3)]
@@ -98,10 +110,14 @@ def main(args: argparse.Namespace) -> None:
             ms = _timed(lambda: renderer(meshes, frame=frame, cam_t=cam_t), args.repeats, device)
             print(f'PyRenderer     {name:22s} render_scale={scale:<4}     {ms}  (overlay on the frame)')
 
-    uv = DensePoseUV(
-        face_part=1 + np.arange(len(faces)) % 24, faces=faces,
-        u_norm=np.linspace(0, 1, len(verts), dtype=np.float32),
-        v_norm=np.linspace(1, 0, len(verts), dtype=np.float32), dp_to_smpl=np.arange(len(verts)))
+    if args.body == 'standin':
+        uv = load_densepose_uv(Path(__file__).resolve().parents[1] / 'assets' / 'standin' / 'UV_data'
+                               / 'UV_Processed.mat')
+    else:
+        uv = DensePoseUV(
+            face_part=1 + np.arange(len(faces)) % 24, faces=faces,
+            u_norm=np.linspace(0, 1, len(verts), dtype=np.float32),
+            v_norm=np.linspace(1, 0, len(verts), dtype=np.float32), dp_to_smpl=np.arange(len(verts)))
     iuv_renderer = IUV_Renderer(uv, output_size=56, device=device)
     batch = 32
     smpl_verts = torch.from_numpy(np.stack([body] * batch)).to(device)
