@@ -185,10 +185,25 @@ def resolve_checkpoint(args: argparse.Namespace) -> tuple[Path | None, str]:
                   f'original release and put it there, or pass --checkpoint): meshes are not meaningful')
 
 
-def build_predictor(args: argparse.Namespace, device, log):
-    """Merge the config, build PyMAF, load weights; says once which body model and weights are used."""
+def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
+    """Merge the config, build PyMAF, load weights; says once which body model and weights are used.
+
+    ``model_factory`` (tests and embedding) builds the network instead of `models.pymaf_net`; then only
+    an explicit ``--checkpoint`` is loaded.
+    """
+    from utils.demo_utils import CheckpointMismatchError, PyMAFPredictor, load_weights
+
+    if model_factory is not None:
+        model = model_factory()
+        if args.checkpoint:
+            if not Path(args.checkpoint).is_file():
+                raise DemoError(f'checkpoint not found: {args.checkpoint}')
+            try:
+                load_weights(model, args.checkpoint)
+            except CheckpointMismatchError as err:
+                raise DemoError(str(err)) from err
+        return PyMAFPredictor(model, device, batch_size=args.model_batch_size, bbox_scale=args.bbox_scale)
     from core.path_config import body_model_paths
-    from utils.demo_utils import CheckpointMismatchError, PyMAFPredictor
 
     if args.cfg_file or args.misc:
         from core.cfgs import parse_args as merge_cfg
@@ -337,7 +352,7 @@ def smooth_results(results, fps, args, sizes, predictor) -> None:
                 res['pose'][run], res['betas'][run], res['pred_cam'][run], fps, args.smooth_min_cutoff,
                 args.smooth_beta)
         with torch.no_grad():
-            device = next(smpl.buffers()).device
+            device = predictor.device
             pose = torch.as_tensor(res['pose'], device=device)
             out = smpl(betas=torch.as_tensor(res['betas'], device=device), body_pose=pose[:, 3:],
                        global_orient=pose[:, :3], pose2rot=True)
@@ -351,10 +366,8 @@ def smooth_results(results, fps, args, sizes, predictor) -> None:
 
 def _find_smpl(model):
     """The SMPL module inside the network (for re-posing smoothed parameters)."""
-    from models.smpl import SMPL
-
     for module in model.modules():
-        if isinstance(module, SMPL):
+        if type(module).__name__ == 'SMPL':
             return module
     raise DemoError('--smooth: the model holds no SMPL module to recompute the meshes')
 
@@ -443,8 +456,11 @@ def publish(tmp_dir: Path, out_dir: Path) -> None:
             shutil.move(str(item), str(target))
 
 
-def run(args: argparse.Namespace, log=print) -> dict:
-    """Run the demo; returns a summary dict. Raises DemoError (and library errors) on bad input."""
+def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarray | None = None) -> dict:
+    """Run the demo; returns a summary dict. Raises DemoError (and library errors) on bad input.
+
+    ``model_factory`` and ``faces`` replace the PyMAF network and SMPL's triangles (tests, embedding).
+    """
     from utils.demo_utils import load_output_pkl, resolve_device
     from utils.video_io import open_frame_source
 
@@ -462,17 +478,15 @@ def run(args: argparse.Namespace, log=print) -> dict:
     Path(args.output_folder).mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f'.{name}.tmp-', dir=args.output_folder))
     try:
+        if faces is None:
+            from models.smpl import get_smpl_faces
+
+            faces = get_smpl_faces()
         if args.recon_result_file:
             results = load_output_pkl(args.recon_result_file)
-            from models.smpl import get_smpl_faces
-
-            faces = get_smpl_faces()
         else:
-            predictor = build_predictor(args, args.device_obj, log)
+            predictor = build_predictor(args, args.device_obj, log, model_factory)
             tracks, sizes = detect_and_track(args, source, log, timer)
-            from models.smpl import get_smpl_faces
-
-            faces = get_smpl_faces()
             if not tracks:
                 log(f'nobody was found in {input_path}: no results to save'
                     + ('' if args.use_gt else ' (try --detector yolo with a YOLO weights file, or --use_gt)'))
@@ -498,12 +512,15 @@ def run(args: argparse.Namespace, log=print) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: returns the exit status (0 ok, 1 bad input or missing files)."""
+def main(argv: list[str] | None = None, **run_kwargs) -> int:
+    """CLI entry point: returns the exit status (0 ok, 1 bad input or missing files).
+
+    ``run_kwargs`` go to `run` (``model_factory``, ``faces``).
+    """
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        run(args, **run_kwargs)
     except DemoError as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
