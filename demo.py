@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent
-DEFAULT_CHECKPOINT = Path('pretrained_model') / 'PyMAF_model_checkpoint.pt'
 DEMO_WEIGHTS_DIR = REPO_ROOT / 'assets' / 'demo_weights'
 
 
@@ -168,14 +167,14 @@ def check_flags(args: argparse.Namespace) -> list[str]:
 
 def resolve_checkpoint(args: argparse.Namespace) -> tuple[Path | None, str]:
     """The checkpoint to load and a description of where the weights come from."""
-    from core.path_config import DATA_DIR
+    from core.path_config import PYMAF_CHECKPOINT
 
     if args.checkpoint:
         path = Path(args.checkpoint)
         if not path.is_file():
             raise DemoError(f'checkpoint not found: {path}')
         return path, f'checkpoint {path}'
-    default = Path(DATA_DIR) / DEFAULT_CHECKPOINT
+    default = Path(PYMAF_CHECKPOINT)
     if default.is_file():
         return default, f'checkpoint {default}'
     demo = sorted(DEMO_WEIGHTS_DIR.glob('*.pt')) if DEMO_WEIGHTS_DIR.is_dir() else []
@@ -518,6 +517,7 @@ def main(argv: list[str] | None = None, **run_kwargs) -> int:
     ``run_kwargs`` go to `run` (``model_factory``, ``faces``).
     """
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    logging.getLogger('core.path_config').setLevel(logging.ERROR)  # the demo announces the stand-in itself
     args = build_parser().parse_args(argv)
     try:
         run(args, **run_kwargs)

@@ -184,10 +184,10 @@ class PyMAFPredictor:
     def from_checkpoint(cls, checkpoint: str | os.PathLike | None, device: str | torch.device = 'cpu',
                         **kwargs) -> PyMAFPredictor:
         """Build the default PyMAF model and load ``checkpoint`` (None keeps untrained weights)."""
-        from core.path_config import SMPL_MEAN_PARAMS
+        from core.path_config import body_model_paths
         from models import pymaf_net
 
-        model = pymaf_net(SMPL_MEAN_PARAMS, pretrained=False)
+        model = pymaf_net(body_model_paths().smpl_mean_params, pretrained=False)
         if checkpoint is not None:
             load_weights(model, checkpoint)
         return cls(model, device, **kwargs)
