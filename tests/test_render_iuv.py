@@ -7,6 +7,7 @@ import torch
 from scipy.io import savemat
 
 from utils.densepose_methods import load_densepose_uv
+from utils.geometry import projection
 from utils.iuv_renderer import IUV_Renderer
 from utils.iuvmap import ANN_PART_GROUPS, iuv_img2map, iuv_map2img
 from utils.mesh_primitives import uv_sphere
@@ -25,12 +26,9 @@ def _write_uv_mat(path, face_part, faces_0based, u, v, dp_to_smpl_0based):
 
 
 def _project_px(points: np.ndarray, cam: np.ndarray, size: int) -> np.ndarray:
-    """Pixel position in the size x size map: the crop camera of the original, scaled to the map."""
-    s, tx, ty = cam
-    tz = 2 * FOCAL / (CROP * s)
-    x = FOCAL * (points[:, 0] + tx) / (points[:, 2] + tz)  # = projection() in [-1, 1] times 112
-    y = FOCAL * (points[:, 1] + ty) / (points[:, 2] + tz)
-    return np.stack([(x / (CROP / 2) + 1) * size / 2, (y / (CROP / 2) + 1) * size / 2], 1)
+    """Pixel position in the size x size map of the model's weak-perspective projection of the points."""
+    normalised = projection(torch.from_numpy(points)[None].double(), torch.from_numpy(cam)[None].double())
+    return ((normalised[0] + 1) * size / 2).numpy()
 
 
 def _inside(points: np.ndarray, tri: np.ndarray) -> np.ndarray:

@@ -21,17 +21,12 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 NUM_PARTS = 24
-UV_PROCESSED_NAME = 'UV_Processed.mat'
 
 
 def default_uv_processed_path() -> Path:
     """The configured location of ``UV_Processed.mat`` (``core.path_config.UV_PROCESSED``)."""
-    try:
-        from core.path_config import UV_PROCESSED
-    except ImportError:
-        # Private stand-in until core/path_config.py lands; to be replaced by its UV_PROCESSED.
-        data_dir = Path(os.environ.get('PYMAF_DATA_DIR', Path(__file__).resolve().parents[1] / 'data'))
-        return data_dir / 'UV_data' / UV_PROCESSED_NAME
+    from core.path_config import UV_PROCESSED
+
     return Path(UV_PROCESSED)
 
 

@@ -17,18 +17,10 @@ import numpy as np
 import torch
 
 from utils.densepose_methods import DensePoseUV, load_densepose_uv
+from utils.geometry import perspective_projection, weak_cam_to_cam_t
 from utils.rasterizer import rasterize
 
 logger = logging.getLogger(__name__)
-
-
-def _weak_cam_to_cam_t(cam: torch.Tensor, focal_length: float, img_res: int) -> torch.Tensor:
-    """Translation [tx, ty, 2 f / (img_res s)] of a weak-perspective crop camera [s, tx, ty].
-
-    Private stand-in for `utils.geometry.weak_cam_to_cam_t`, to be replaced once that file lands.
-    """
-    s, tx, ty = cam[:, 0], cam[:, 1], cam[:, 2]
-    return torch.stack([tx, ty, 2.0 * focal_length / (img_res * s)], dim=-1)
 
 
 class IUV_Renderer:  # noqa: N801 (the original's name)
@@ -92,13 +84,14 @@ class IUV_Renderer:  # noqa: N801 (the original's name)
             raise ValueError(f'the UV data indexes SMPL vertex {int(self.dp_to_smpl.max())}, but verts has '
                              f'only {verts.shape[1]} vertices')
         verts = verts.to(self.device, torch.float32)
-        cam_t = _weak_cam_to_cam_t(cam.to(self.device, torch.float32), self.focal_length, self.orig_size)
-        points = verts[:, self.dp_to_smpl] + cam_t[:, None, :]
-        ratio = self.output_size / self.orig_size
-        z = points[..., 2]
-        x_px = (self.focal_length * points[..., 0] / z + self.orig_size / 2.0) * ratio
-        y_px = (self.focal_length * points[..., 1] / z + self.orig_size / 2.0) * ratio
-        return torch.stack([x_px, y_px, z], dim=-1)
+        cam_t = weak_cam_to_cam_t(cam.to(self.device, torch.float32), self.focal_length, self.orig_size)
+        points = verts[:, self.dp_to_smpl]
+        batch = points.shape[0]
+        eye = torch.eye(3, device=self.device).expand(batch, 3, 3)
+        centre = torch.full((batch, 2), self.orig_size / 2.0, device=self.device)
+        xy_crop = perspective_projection(points, eye, cam_t, self.focal_length, centre)
+        depth = points[..., 2] + cam_t[:, None, 2]
+        return torch.cat([xy_crop * (self.output_size / self.orig_size), depth[..., None]], dim=-1)
 
     @torch.no_grad()
     def __call__(self, verts: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils.geometry import perspective_projection
 from utils.rasterizer import rasterize
 
 logger = logging.getLogger(__name__)
@@ -232,10 +233,12 @@ class PyRenderer:
         scale = self.render_scale
         r_h, r_w = max(1, round(height * scale)), max(1, round(width * scale))
         cx, cy = self.principal_point if self.principal_point is not None else (width / 2.0, height / 2.0)
-        z = verts_cam[..., 2]
-        x_px = (self.focal_length * verts_cam[..., 0] / z + cx) * (r_w / width)
-        y_px = (self.focal_length * verts_cam[..., 1] / z + cy) * (r_h / height)
-        verts_px = torch.stack([x_px, y_px, z], dim=-1).reshape(1, num_meshes * num_verts, 3)
+        eye = torch.eye(3, device=self.device).expand(num_meshes, 3, 3)
+        no_shift = torch.zeros(num_meshes, 3, device=self.device)
+        centre = torch.tensor([[cx, cy]], dtype=torch.float32, device=self.device).expand(num_meshes, 2)
+        xy = perspective_projection(verts_cam, eye, no_shift, self.focal_length, centre)
+        xy = xy * torch.tensor([r_w / width, r_h / height], device=self.device)
+        verts_px = torch.cat([xy, verts_cam[..., 2:]], dim=-1).reshape(1, num_meshes * num_verts, 3)
         offsets = torch.arange(num_meshes, device=self.device)[:, None, None] * num_verts
         all_faces = (self.faces[None] + offsets).reshape(-1, 3)
 
