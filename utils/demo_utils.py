@@ -128,10 +128,7 @@ def full_image_cameras(pred_cam: np.ndarray, bboxes: np.ndarray, img_width: int,
     Returns:
         ``(orig_cam (N, 4) [sx, sy, tx, ty], cam_t (N, 3) metres)``.
     """
-    try:
-        from utils.geometry import convert_crop_cam_to_orig_img, crop_cam_to_full_cam_t
-    except ImportError:  # TO BE REPLACED: utils.geometry (the lead's) has not landed yet
-        convert_crop_cam_to_orig_img, crop_cam_to_full_cam_t = _standin_orig_cam, _standin_full_cam_t
+    from utils.geometry import convert_crop_cam_to_orig_img, crop_cam_to_full_cam_t
 
     side = np.maximum(bboxes[:, 2], bboxes[:, 3]) * scale
     window = np.stack([bboxes[:, 0], bboxes[:, 1], side, side], axis=1)
@@ -141,24 +138,6 @@ def full_image_cameras(pred_cam: np.ndarray, bboxes: np.ndarray, img_width: int,
                                    torch.as_tensor(side, dtype=torch.float32), img_width, img_height,
                                    focal_length)
     return np.asarray(orig_cam, dtype=np.float32), np.asarray(cam_t, dtype=np.float32)
-
-
-def _standin_orig_cam(cam: torch.Tensor, bbox: torch.Tensor, img_width: int, img_height: int) -> torch.Tensor:
-    """PRIVATE STAND-IN, TO BE REPLACED by `utils.geometry.convert_crop_cam_to_orig_img` (same contract)."""
-    sx = cam[:, 0] * bbox[:, 2] / img_width
-    sy = cam[:, 0] * bbox[:, 2] / img_height
-    tx = (bbox[:, 0] - img_width / 2) / (img_width / 2) / sx + cam[:, 1]
-    ty = (bbox[:, 1] - img_height / 2) / (img_height / 2) / sy + cam[:, 2]
-    return torch.stack([sx, sy, tx, ty], dim=1)
-
-
-def _standin_full_cam_t(cam: torch.Tensor, center: torch.Tensor, size: torch.Tensor, img_width: int,
-                        img_height: int, focal_length: float = FOCAL_LENGTH) -> torch.Tensor:
-    """PRIVATE STAND-IN, TO BE REPLACED by `utils.geometry.crop_cam_to_full_cam_t` (same contract)."""
-    s_px = cam[:, 0] * size
-    return torch.stack([cam[:, 1] + 2 * (center[:, 0] - img_width / 2) / s_px,
-                        cam[:, 2] + 2 * (center[:, 1] - img_height / 2) / s_px,
-                        2 * focal_length / s_px], dim=1)
 
 
 class PyMAFPredictor:
