@@ -1,0 +1,130 @@
+"""The yacs configuration: defaults equal to the original's code defaults plus configs/pymaf_config.yaml.
+
+``get_cfg_defaults()`` returns a fresh clone. ``parse_args(args)`` merges ``args.cfg_file`` and then the
+``--misc KEY VALUE`` pairs into the module-level ``cfg`` that the models read (as the original did).
+Nodes are strict: an unknown key in a YAML file or in ``--misc`` is an error naming the key.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from yacs.config import CfgNode as CN
+
+_C = CN()
+_C.OUTPUT_DIR = 'results'          # root of evaluation outputs
+_C.DEVICE = 'cuda'                 # kept for compatibility; scripts pick the device with --device
+_C.DEBUG = False                   # extra checks and logging
+_C.LOGDIR = ''                     # training log folder (set by train.py)
+_C.NUM_WORKERS = 8                 # unused at top level (the original's yaml had it); TRAIN.NUM_WORKERS is used
+_C.VAL_VIS_BATCH_FREQ = 200        # visualise every N validation batches
+_C.TRAIN_VIS_ITER_FERQ = 1000      # visualise every N training steps (the original's spelling)
+_C.SEED_VALUE = -1                 # seed python/numpy/torch when >= 0
+
+_C.SOLVER = CN()
+_C.SOLVER.MAX_ITER = 500000        # unused by the original; kept for config compatibility
+_C.SOLVER.TYPE = 'Adam'            # optimiser (only Adam is implemented, as the original)
+_C.SOLVER.BASE_LR = 0.00005        # learning rate
+_C.SOLVER.GAMMA = 0.1              # learning-rate decay factor at each epoch in SOLVER.EPOCHS[1:]
+_C.SOLVER.STEPS = [0]              # unused by the original
+_C.SOLVER.EPOCHS = [0]             # decay epochs from index 1 on; [0] means no decay (the released setting)
+
+_C.TRAIN = CN()
+_C.TRAIN.VAL_LOOP = True           # validate every feedback iteration's output, not only the last
+_C.TRAIN.NUM_WORKERS = 16          # data-loader workers
+_C.TRAIN.BATCH_SIZE = 64           # batch size (divided among processes under DDP)
+_C.TRAIN.PIN_MEMORY = True         # pinned host memory for the data loader
+
+_C.TEST = CN()
+_C.TEST.BATCH_SIZE = 32            # evaluation batch size
+
+_C.LOSS = CN()
+_C.LOSS.KP_2D_W = 300.0            # 2D keypoint loss weight
+_C.LOSS.KP_3D_W = 300.0            # 3D keypoint loss weight
+_C.LOSS.SHAPE_W = 0.06             # SMPL betas loss weight
+_C.LOSS.POSE_W = 60.0              # SMPL rotation-matrix loss weight
+_C.LOSS.VERT_W = 0.0               # vertex loss weight (0: off, as released)
+_C.LOSS.INDEX_WEIGHTS = 2.0        # defined but never applied by the original (IUV index CE has weight 1)
+_C.LOSS.PART_WEIGHTS = 0.3         # defined but never applied by the original (IUV part CE has weight 1)
+_C.LOSS.POINT_REGRESSION_WEIGHTS = 0.5  # IUV U/V regression weight
+
+_C.MODEL = CN()
+_C.MODEL.PyMAF = CN()
+_C.MODEL.PyMAF.MAF_ON = False      # the original's flag for the backbone's global mode (PyMAF's loop always runs)
+_C.MODEL.PyMAF.BACKBONE = 'res50'  # backbone: res50
+_C.MODEL.PyMAF.MLP_DIM = [256, 128, 64, 5]  # MAF extractor channels (input first, sampled output last)
+_C.MODEL.PyMAF.N_ITER = 3          # feedback iterations, 0..3
+_C.MODEL.PyMAF.AUX_SUPV_ON = True  # auxiliary DensePose IUV head
+_C.MODEL.PyMAF.DP_HEATMAP_SIZE = 56  # IUV map side, px
+
+_C.RES_MODEL = CN()
+_C.RES_MODEL.DECONV_WITH_BIAS = False        # bias in the deconvolutions
+_C.RES_MODEL.NUM_DECONV_LAYERS = 3           # deconvolution layers (one per feedback iteration)
+_C.RES_MODEL.NUM_DECONV_FILTERS = [256, 256, 256]  # their output channels
+_C.RES_MODEL.NUM_DECONV_KERNELS = [4, 4, 4]  # their kernel sizes
+
+_C.POSE_RES_MODEL = CN()
+_C.POSE_RES_MODEL.INIT_WEIGHTS = True        # load ImageNet weights when the file exists (absent: a warning)
+_C.POSE_RES_MODEL.NAME = 'pose_resnet'       # backbone family name
+_C.POSE_RES_MODEL.PRETR_SET = 'imagenet'     # 'none', 'imagenet' or 'coco'
+_C.POSE_RES_MODEL.PRETRAINED_IM = 'data/pretrained_model/resnet50-19c8e357.pth'  # relative to the repo
+_C.POSE_RES_MODEL.PRETRAINED_COCO = 'data/pretrained_model/pose_resnet_50_256x192.pth.tar'  # relative to the repo
+_C.POSE_RES_MODEL.EXTRA = CN()
+_C.POSE_RES_MODEL.EXTRA.TARGET_TYPE = 'gaussian'   # pose-resnet head settings, kept for config compatibility
+_C.POSE_RES_MODEL.EXTRA.HEATMAP_SIZE = [48, 64]
+_C.POSE_RES_MODEL.EXTRA.SIGMA = 2
+_C.POSE_RES_MODEL.EXTRA.FINAL_CONV_KERNEL = 1
+_C.POSE_RES_MODEL.EXTRA.DECONV_WITH_BIAS = False
+_C.POSE_RES_MODEL.EXTRA.NUM_DECONV_LAYERS = 3
+_C.POSE_RES_MODEL.EXTRA.NUM_DECONV_FILTERS = [256, 256, 256]
+_C.POSE_RES_MODEL.EXTRA.NUM_DECONV_KERNELS = [4, 4, 4]
+_C.POSE_RES_MODEL.EXTRA.NUM_LAYERS = 50
+
+DEFAULT_CFG_FILE = Path(__file__).resolve().parents[1] / 'configs' / 'pymaf_config.yaml'
+
+
+def get_cfg_defaults() -> CN:
+    """A fresh copy of the code defaults (before any YAML)."""
+    return _C.clone()
+
+
+def _merge_file(node: CN, cfg_file: str | os.PathLike) -> None:
+    if not Path(cfg_file).is_file():
+        raise FileNotFoundError(f'config file {cfg_file} not found')
+    try:
+        node.merge_from_file(str(cfg_file))
+    except KeyError as err:
+        raise KeyError(f'{cfg_file}: unknown config key {err}') from None
+
+
+def _merge_list(node: CN, pairs: list[str]) -> None:
+    if len(pairs) % 2:
+        raise ValueError(f'--misc takes KEY VALUE pairs, got an odd number of items: {pairs}')
+    for key, value in zip(pairs[0::2], pairs[1::2]):
+        try:
+            node.merge_from_list([key, value])
+        except (KeyError, AssertionError) as err:
+            raise KeyError(f'--misc: unknown config key {key!r} ({err})') from None
+        except ValueError as err:
+            raise ValueError(f'--misc {key} {value}: {err}') from None
+
+
+def update_cfg(cfg_file: str | os.PathLike | None = None, misc: list[str] | None = None) -> CN:
+    """Defaults, then a YAML file, then ``KEY VALUE`` overrides; returns a new node."""
+    node = get_cfg_defaults()
+    if cfg_file:
+        _merge_file(node, cfg_file)
+    if misc:
+        _merge_list(node, list(misc))
+    return node
+
+
+cfg = update_cfg(DEFAULT_CFG_FILE)
+
+
+def parse_args(args) -> CN:
+    """Merge ``args.cfg_file`` and ``args.misc`` into the global ``cfg`` (read by the models) and return it."""
+    new = update_cfg(getattr(args, 'cfg_file', None) or DEFAULT_CFG_FILE, getattr(args, 'misc', None))
+    cfg.defrost()
+    cfg.merge_from_other_cfg(new)
+    return cfg

@@ -1,0 +1,101 @@
+"""ResNet-50 backbone in the original's "global mode": conv stages and an average pool, no head.
+
+Module names match the released checkpoint's ``feature_extractor.*`` keys (torchvision's ResNet names).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+logger = logging.getLogger(__name__)
+_warned_missing = False
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck block (1x1, 3x3 with stride, 1x1; 4x expansion)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class PoseResNet(nn.Module):
+    """ResNet-50 feature extractor.
+
+    ``forward(x (B,3,224,224))`` returns ``(x4 (B,2048,7,7), g_feat (B,2048))``.
+    """
+
+    def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3)):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(64, layers[0])
+        self.layer2 = self._make_layer(128, layers[1], stride=2)
+        self.layer3 = self._make_layer(256, layers[2], stride=2)
+        self.layer4 = self._make_layer(512, layers[3], stride=2)
+        self.avgpool = nn.AvgPool2d(7, stride=1)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.001)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * Bottleneck.expansion, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * Bottleneck.expansion))
+        layers = [Bottleneck(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * Bottleneck.expansion
+        layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x4 = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return x4, self.avgpool(x4).flatten(1)
+
+    def load_imagenet(self, path: str | Path) -> bool:
+        """Load torchvision ImageNet weights (``resnet50-19c8e357.pth``) if the file exists.
+
+        Returns whether weights were loaded; a missing file is reported once and is not an error
+        (a PyMAF checkpoint overwrites these weights anyway).
+        """
+        global _warned_missing
+        path = Path(path)
+        if not path.is_file():
+            if not _warned_missing:
+                logger.warning('ImageNet weights %s not found: building the backbone without them '
+                               '(fine with a PyMAF checkpoint; for training see data/README.md)', path)
+                _warned_missing = True
+            return False
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        missing, _ = self.load_state_dict({k: v for k, v in state.items() if not k.startswith('fc.')}, strict=False)
+        if missing:
+            raise ValueError(f'{path} is not a ResNet-50 state_dict: missing {missing[:5]}...')
+        logger.info('loaded ImageNet weights from %s', path)
+        return True

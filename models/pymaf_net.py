@@ -1,0 +1,248 @@
+"""PyMAF: a ResNet-50 feature pyramid and an iterative SMPL regressor fed by mesh-aligned features.
+
+Zhang et al., "PyMAF: 3D Human Pose and Shape Regression with Pyramidal Mesh Alignment Feedback Loop",
+ICCV 2021. Attribute names and registration order follow the original, so the released checkpoint
+loads with ``strict=True``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from core import constants, path_config
+from core.cfgs import cfg as global_cfg
+from models.iuv_predictor import IUV_predict_layer
+from models.maf_extractor import MAF_Extractor, load_downsampling_matrix
+from models.pose_resnet import PoseResNet
+from models.smpl import SMPL
+from utils.geometry import projection, rot6d_to_rotmat, rotation_matrix_to_angle_axis
+
+logger = logging.getLogger(__name__)
+
+NUM_POSE_6D = 24 * 6
+NUM_BETAS = 10
+GRID_SIZE = 21
+
+
+def load_mean_params(path: str | Path) -> dict[str, torch.Tensor]:
+    """SPIN mean parameters: ``pose`` (1,144) 6D, ``shape`` (1,10), ``cam`` (1,3)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'SMPL mean parameters {path} not found: they come with the SPIN data '
+                                '(fetch_data.sh; see data/README.md)')
+    data = np.load(path)
+    return {key: torch.from_numpy(np.asarray(data[key], np.float32)).unsqueeze(0) for key in ('pose', 'shape', 'cam')}
+
+
+class Regressor(nn.Module):
+    """One feedback step: features + current estimate -> residual update of pose (6D), shape, camera."""
+
+    def __init__(self, feat_dim: int, smpl_dir: str | Path | None, mean_params: dict[str, torch.Tensor] | None,
+                 joint_regressor_extra: str | Path | None = None):
+        super().__init__()
+        if mean_params is None:
+            mean_params = {'pose': torch.zeros(1, NUM_POSE_6D), 'shape': torch.zeros(1, NUM_BETAS),
+                           'cam': torch.zeros(1, 3)}
+        self.register_buffer('init_pose', mean_params['pose'].clone())
+        self.register_buffer('init_shape', mean_params['shape'].clone())
+        self.register_buffer('init_cam', mean_params['cam'].clone())
+        self.fc1 = nn.Linear(feat_dim + NUM_POSE_6D + NUM_BETAS + 3, 1024)
+        self.drop1 = nn.Dropout()
+        self.fc2 = nn.Linear(1024, 1024)
+        self.drop2 = nn.Dropout()
+        self.decpose = nn.Linear(1024, NUM_POSE_6D)
+        self.decshape = nn.Linear(1024, NUM_BETAS)
+        self.deccam = nn.Linear(1024, 3)
+        for layer in (self.decpose, self.decshape, self.deccam):
+            nn.init.xavier_uniform_(layer.weight, gain=0.01)
+        self.smpl = SMPL(smpl_dir, batch_size=64, create_transl=False, joint_regressor_extra=joint_regressor_extra)
+
+    def forward(self, x: torch.Tensor, init_pose: torch.Tensor | None = None, init_shape: torch.Tensor | None = None,
+                init_cam: torch.Tensor | None = None, n_iter: int = 1,
+                J_regressor: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # noqa: N803
+        """Refine the estimate ``n_iter`` times from features x (B, feat_dim); see `smpl_output`."""
+        batch = x.shape[0]
+        pred_pose = self.init_pose.expand(batch, -1) if init_pose is None else init_pose
+        pred_shape = self.init_shape.expand(batch, -1) if init_shape is None else init_shape
+        pred_cam = self.init_cam.expand(batch, -1) if init_cam is None else init_cam
+        for _ in range(n_iter):
+            xc = torch.cat([x, pred_pose, pred_shape, pred_cam], dim=1)
+            xc = self.drop2(self.fc2(self.drop1(self.fc1(xc))))
+            pred_pose = self.decpose(xc) + pred_pose
+            pred_shape = self.decshape(xc) + pred_shape
+            pred_cam = self.deccam(xc) + pred_cam
+        return self.smpl_output(pred_pose, pred_shape, pred_cam, J_regressor)
+
+    def forward_init(self, x: torch.Tensor, J_regressor: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # noqa: N803
+        """The mean-parameter estimate (x is used only for its batch size, as in the original)."""
+        batch = x.shape[0]
+        return self.smpl_output(self.init_pose.expand(batch, -1).contiguous(),
+                                self.init_shape.expand(batch, -1).contiguous(),
+                                self.init_cam.expand(batch, -1).contiguous(), J_regressor)
+
+    def smpl_output(self, pred_pose: torch.Tensor, pred_shape: torch.Tensor, pred_cam: torch.Tensor,
+                    J_regressor: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # noqa: N803
+        """Run SMPL on a 6D pose (B,144), betas (B,10) and crop camera (B,3).
+
+        Returns the original's dict: ``theta`` (B,85) = [cam, betas, pose_aa (72)], ``verts``
+        (B,6890,3), ``kp_2d`` (B,49,2) normalised crop coordinates, ``kp_3d`` (B,49,3), or (B,14,3)
+        pelvis-centred H36M-regressor joints when ``J_regressor`` (17,6890) is given, ``smpl_kp_3d``
+        (B,24,3), ``rotmat`` (B,24,3,3), ``pred_cam``, ``pred_shape``, ``pred_pose``.
+        """
+        batch = pred_pose.shape[0]
+        rotmat = rot6d_to_rotmat(pred_pose).reshape(batch, 24, 3, 3)
+        out = self.smpl(betas=pred_shape, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False)
+        verts, joints = out.vertices, out.joints
+        kp_2d = projection(joints, pred_cam)
+        pose_aa = rotation_matrix_to_angle_axis(rotmat.reshape(-1, 3, 3)).reshape(batch, 72)
+        if J_regressor is not None:
+            h36m = torch.matmul(J_regressor.to(verts), verts)
+            joints = h36m[:, constants.H36M_TO_J14] - h36m[:, :1]
+        return {
+            'theta': torch.cat([pred_cam, pred_shape, pose_aa], dim=1),
+            'verts': verts,
+            'kp_2d': kp_2d,
+            'kp_3d': joints,
+            'smpl_kp_3d': out.smpl_joints,
+            'rotmat': rotmat,
+            'pred_cam': pred_cam,
+            'pred_shape': pred_shape,
+            'pred_pose': pred_pose,
+        }
+
+
+class PyMAF(nn.Module):
+    """The PyMAF network (ResNet-50 backbone).
+
+    Args:
+        body_paths: the body-model files (`core.path_config.BodyModelPaths`), or None to build
+            zero-filled body buffers that a checkpoint must fill (the released checkpoint holds them).
+        mean_params_path: SPIN mean parameters; defaults to ``body_paths.smpl_mean_params``.
+        pretrained: load ImageNet weights into the backbone when the file exists.
+        model_cfg: the ``MODEL.PyMAF`` config node (defaults to the global config's).
+    """
+
+    def __init__(self, body_paths: path_config.BodyModelPaths | None, mean_params_path: str | Path | None = None,
+                 pretrained: bool = True, model_cfg=None, res_cfg=None):
+        super().__init__()
+        model_cfg = model_cfg if model_cfg is not None else global_cfg.MODEL.PyMAF
+        res_cfg = res_cfg if res_cfg is not None else global_cfg.RES_MODEL
+        if model_cfg.BACKBONE != 'res50':
+            raise NotImplementedError(f'MODEL.PyMAF.BACKBONE {model_cfg.BACKBONE!r} is not implemented yet; use res50')
+        if not 0 <= model_cfg.N_ITER <= 3:
+            raise ValueError(f'MODEL.PyMAF.N_ITER must be in 0..3, got {model_cfg.N_ITER}')
+        self.n_iter = model_cfg.N_ITER
+        self.aux_supv_on = model_cfg.AUX_SUPV_ON
+        self.feature_extractor = PoseResNet()
+        if pretrained:
+            self.feature_extractor.load_imagenet(path_config.RESNET50_IMAGENET)
+        lin = torch.linspace(-1, 1, GRID_SIZE)
+        grid_x, grid_y = torch.meshgrid(lin, lin, indexing='ij')
+        # (1, 2, 441): point k = (x = lin[k // 21], y = lin[k % 21]); y varies fastest, as the original.
+        self.register_buffer('points_grid', torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)]).unsqueeze(0))
+        self.inplanes = self.feature_extractor.inplanes
+        self.deconv_with_bias = res_cfg.DECONV_WITH_BIAS
+        self.deconv_layers = self._make_deconv_layer(res_cfg.NUM_DECONV_LAYERS, res_cfg.NUM_DECONV_FILTERS,
+                                                     res_cfg.NUM_DECONV_KERNELS)
+
+        if body_paths is None:
+            smpl_dir = dmap = mean_params = extra = None
+        else:
+            smpl_dir, extra = body_paths.smpl_dir, body_paths.joint_regressor_extra
+            dmap = load_downsampling_matrix(body_paths.mesh_downsampling)
+            mean_params = load_mean_params(mean_params_path or body_paths.smpl_mean_params)
+        mlp_dim = list(model_cfg.MLP_DIM)
+        self.maf_extractor = nn.ModuleList([MAF_Extractor(mlp_dim, dmap)
+                                            for _ in range(self.n_iter)])
+        n_points = [GRID_SIZE * GRID_SIZE] + [431] * max(self.n_iter - 1, 0)
+        self.regressor = nn.ModuleList([Regressor(n_points[i] * mlp_dim[-1], smpl_dir, mean_params, extra)
+                                        for i in range(max(self.n_iter, 1))])
+        if self.aux_supv_on:
+            self.dp_head = IUV_predict_layer(feat_dim=res_cfg.NUM_DECONV_FILTERS[-1])
+
+    def _make_deconv_layer(self, num_layers: int, num_filters: list[int], num_kernels: list[int]) -> nn.Sequential:
+        layers = []
+        for i in range(num_layers):
+            kernel = num_kernels[i]
+            padding, output_padding = {4: (1, 0), 3: (1, 1), 2: (0, 0)}[kernel]
+            layers += [nn.ConvTranspose2d(self.inplanes, num_filters[i], kernel, stride=2, padding=padding,
+                                          output_padding=output_padding, bias=self.deconv_with_bias),
+                       nn.BatchNorm2d(num_filters[i], momentum=0.1),
+                       nn.ReLU(inplace=True)]
+            self.inplanes = num_filters[i]
+        return nn.Sequential(*layers)
+
+    def _deconv_blocks(self) -> list[nn.Module]:
+        layers = list(self.deconv_layers)
+        if self.n_iter == 3:
+            return [nn.Sequential(*layers[0:3]), nn.Sequential(*layers[3:6]), nn.Sequential(*layers[6:9])]
+        if self.n_iter == 2:
+            return [nn.Sequential(*layers[0:6]), nn.Sequential(*layers[6:9])]
+        return [self.deconv_layers]
+
+    def forward(self, x: torch.Tensor, J_regressor: torch.Tensor | None = None):  # noqa: N803
+        """Regress SMPL from crops.
+
+        Args:
+            x: (B, 3, 224, 224) ImageNet-normalised RGB crops.
+            J_regressor: optional (17, 6890) H36M regressor; then ``kp_3d`` holds (B, 14, 3) joints.
+
+        Returns:
+            ``(preds_dict, vis_feats)``: ``preds_dict['smpl_out']`` is a list of N_ITER + 1 output dicts
+            (the mean-parameter start, then each feedback step; the last is the prediction),
+            ``preds_dict['dp_out']`` a list with the IUV head's outputs (56x56) when AUX_SUPV_ON;
+            ``vis_feats`` the detached feature maps [7x7, 14x14, 28x28, 56x56].
+        """
+        batch = x.shape[0]
+        s_feat, g_feat = self.feature_extractor(x)
+        smpl_out = [self.regressor[0].forward_init(g_feat, J_regressor=J_regressor)]
+        vis_feats = [s_feat.detach()]
+        dp_out = []
+        for i, deconv in enumerate(self._deconv_blocks()[:self.n_iter]):
+            prev = smpl_out[-1]
+            pred_cam = prev['pred_cam'].detach()
+            pred_shape = prev['pred_shape'].detach()
+            pred_pose = prev['pred_pose'].detach()
+            s_feat = deconv(s_feat)
+            vis_feats.append(s_feat.detach())
+            extractor = self.maf_extractor[i]
+            extractor.im_feat = s_feat
+            extractor.cam = pred_cam
+            if i == 0:
+                points = self.points_grid.expand(batch, -1, -1).transpose(1, 2)
+                feat = extractor.sampling(points)
+            else:
+                verts_ds = torch.matmul(extractor.Dmap, prev['verts'].detach())
+                feat = extractor(verts_ds, pred_cam)
+            smpl_out.append(self.regressor[i](feat, pred_pose, pred_shape, pred_cam, n_iter=1,
+                                              J_regressor=J_regressor))
+        if self.aux_supv_on:
+            dp_out.append(self.dp_head(s_feat))
+        return {'smpl_out': smpl_out, 'dp_out': dp_out}, vis_feats
+
+
+def pymaf_net(smpl_mean_params: str | Path | None = None, pretrained: bool = True,
+              body_paths: path_config.BodyModelPaths | None = None, placeholder_body: bool = False) -> PyMAF:
+    """Build PyMAF as configured in the global ``cfg``.
+
+    Args:
+        smpl_mean_params: mean-parameter file; the default path falls back to the body model's
+            (stand-in or official) when absent.
+        pretrained: load ImageNet backbone weights if the file exists.
+        body_paths: body-model files (default `core.path_config.body_model_paths()`).
+        placeholder_body: build zero-filled SMPL, downsampling and mean-parameter buffers, for loading a
+            checkpoint that carries them (the released PyMAF checkpoint does).
+    """
+    if placeholder_body:
+        return PyMAF(None, pretrained=pretrained)
+    body_paths = body_paths or path_config.body_model_paths()
+    mean_params = None
+    if smpl_mean_params is not None and Path(smpl_mean_params).is_file():
+        mean_params = smpl_mean_params
+    elif smpl_mean_params is not None and Path(smpl_mean_params) != path_config.SMPL_MEAN_PARAMS:
+        raise FileNotFoundError(f'SMPL mean parameters {smpl_mean_params} not found')
+    return PyMAF(body_paths, mean_params, pretrained=pretrained)
