@@ -24,7 +24,9 @@ import torch
 from core import constants
 from utils import pose_utils
 
-DATASETS = ['h36m-p1', 'h36m-p2', 'h36m-p2-mosh', '3dpw', 'mpi-inf-3dhp', 'lsp', '3doh50k']
+DATASETS = ['h36m-p1', 'h36m-p2', 'h36m-p2-mosh', '3dpw', 'mpi-inf-3dhp', 'lsp', '3doh50k', 'synthetic']
+# Benchmarks whose ground truth is the gendered SMPL mesh of the annotated pose and shape.
+GENDERED_MESH_GT = ('3dpw', 'synthetic')
 
 PROTOCOL_TEXT = {
     'joints': 'H36M-regressor joints of the mesh (J_regressor_h36m), pelvis (H36M joint 0) subtracted',
@@ -110,7 +112,7 @@ class Evaluator:
         self.dataset = dataset
         self.smpl = smpl_models
         self.j_regressor = j_regressor_h36m
-        self.eval_pve = eval_pve or dataset == '3dpw'
+        self.eval_pve = eval_pve or dataset in GENDERED_MESH_GT
         self.joint_ids = constants.H36M_TO_J17 if dataset == 'mpi-inf-3dhp' else constants.H36M_TO_J14
         self.gt_ids = constants.J24_TO_J17 if dataset == 'mpi-inf-3dhp' else constants.J24_TO_J14
         self.metrics = defaultdict(pose_utils.RunningAverage)
@@ -118,10 +120,10 @@ class Evaluator:
         self.saved = defaultdict(list)
 
     def _gt_vertices(self, batch: dict, device: torch.device) -> torch.Tensor:
-        """Ground-truth mesh: gendered SMPL on 3DPW (male, female where gender == 1), else neutral."""
+        """Ground-truth mesh: gendered SMPL on 3DPW and synthetic data (female where gender == 1), else neutral."""
         pose = batch['pose'].to(device).float()
         betas = batch['betas'].to(device).float()
-        if self.dataset != '3dpw':
+        if self.dataset not in GENDERED_MESH_GT:
             return self.smpl['neutral'](betas=betas, body_pose=pose[:, 3:], global_orient=pose[:, :3]).vertices
         verts = self.smpl['male'](betas=betas, body_pose=pose[:, 3:], global_orient=pose[:, :3]).vertices
         female = batch['gender'].to(device) == 1
@@ -141,7 +143,7 @@ class Evaluator:
                                           pose2rot=False).vertices
         pred_joints = pose_utils.regressed_joints(pred_verts, self.j_regressor, self.joint_ids)
         gt_verts = None
-        if self.dataset == '3dpw':
+        if self.dataset in GENDERED_MESH_GT:
             gt_verts = self._gt_vertices(batch, device)
             gt_joints = pose_utils.regressed_joints(gt_verts, self.j_regressor, self.joint_ids)
         else:
@@ -309,8 +311,8 @@ def _protocol(dataset: str) -> dict:
                 'prediction': PROTOCOL_TEXT['prediction']}
     return dict(PROTOCOL_TEXT,
                 joints_selected='J17 (H36M_TO_J17)' if dataset == 'mpi-inf-3dhp' else 'J14 (H36M_TO_J14)',
-                ground_truth='gendered SMPL meshes (male/female) through the H36M regressor' if dataset == '3dpw'
-                else 'pose_3d joints of the annotation file (J24_TO_J14/J17)')
+                ground_truth='gendered SMPL meshes (male/female) through the H36M regressor'
+                if dataset in GENDERED_MESH_GT else 'pose_3d joints of the annotation file (J24_TO_J14/J17)')
 
 
 def main(args: argparse.Namespace) -> dict:

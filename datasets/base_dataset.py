@@ -72,8 +72,8 @@ def load_annotation_npz(npz_path: str, dataset: str = '') -> dict[str, np.ndarra
         source = _NPZ_SOURCES.get(dataset, _DEFAULT_NPZ_SOURCE)
         raise FileNotFoundError(
             f'annotation file of dataset {dataset!r} not found: {npz_path}\n'
-            f'Get it from: {source}. Set PYMAF_DATA_DIR (or the dataset\'s own root variable) if your data '
-            f'lives elsewhere.')
+            f'Get it from: {source}. Annotation files live in <data root>/dataset_extras: set PYMAF_DATA_DIR if '
+            f'your data root is elsewhere, or pass the file itself (eval.py --dataset_file).')
     with np.load(npz_path, allow_pickle=True) as data:
         return {key: data[key] for key in data.files}
 

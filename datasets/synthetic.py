@@ -261,7 +261,7 @@ def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_wi
                      img_height: int = 256, box_enlarge: float = 1.1, jpeg_quality: int = 92,
                      npz_name: str = 'synthetic.npz', save_masks: bool = False,
                      focal_range: tuple[float, float] = (1.0, 2.0), max_offset: float = 0.8,
-                     bodies: BodyModels | None = None) -> str:
+                     npz_path: str | None = None, bodies: BodyModels | None = None) -> str:
     """Render ``num_samples`` labelled images into ``out_dir`` and write the SPIN-format annotation file.
 
     Args:
@@ -271,13 +271,14 @@ def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_wi
         img_width, img_height: image size in pixels.
         box_enlarge: box side = this times the larger side of the body's projected extent.
         jpeg_quality: JPEG quality of the images.
-        npz_name: file name of the annotation file.
+        npz_name: file name of the annotation file (written into ``out_dir``).
         save_masks: also write the body masks (PNG, 255 = body) to ``out_dir/masks/`` and list them in the
             ``maskname`` field.
         focal_range: focal length range as multiples of the larger image side (1 to 2: 53 to 28 degrees
             field of view).
         max_offset: largest shift of the body from the image centre, as a fraction of the free margin
             (0 keeps every body centred on the optical axis).
+        npz_path: write the annotation file here instead of ``out_dir/npz_name``.
         bodies: body models (loaded from ``core.path_config`` when None).
 
     Returns:
@@ -338,7 +339,8 @@ def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_wi
             masknames.append(f'masks/{i:06d}.png')
             cv2.imwrite(os.path.join(out_dir, masknames[-1]), rendered.mask.astype(np.uint8) * 255)
 
-    npz_path = os.path.join(out_dir, npz_name)
+    npz_path = str(npz_path) if npz_path is not None else os.path.join(out_dir, npz_name)
+    os.makedirs(os.path.dirname(os.path.abspath(npz_path)), exist_ok=True)
     extra = {'maskname': np.array(masknames)} if save_masks else {}
     np.savez(npz_path, **extra, imgname=np.array(imgnames), center=center, scale=scale, part=keypoints[:, 25:],
              openpose=keypoints[:, :25], S=np.concatenate([joints_3d, np.ones((n, 24, 1))], axis=2),
