@@ -338,6 +338,7 @@ def smooth_results(results, fps, args, sizes, predictor) -> None:
     """One-Euro smoothing per run of consecutive frames of each person; meshes and cameras are recomputed."""
     import torch
 
+    from utils.geometry import projection
     from utils.smoothing import smooth_track
 
     smpl = _find_smpl(predictor.model)
@@ -355,12 +356,14 @@ def smooth_results(results, fps, args, sizes, predictor) -> None:
             pose = torch.as_tensor(res['pose'], device=device)
             out = smpl(betas=torch.as_tensor(res['betas'], device=device), body_pose=pose[:, 3:],
                        global_orient=pose[:, :3], pose2rot=True)
+            kp_2d = projection(out.joints.float(), torch.as_tensor(res['pred_cam'], device=device)).cpu().numpy()
         res['verts'] = out.vertices.float().cpu().numpy()
         res['joints3d'] = out.joints.float().cpu().numpy()
         for k, f in enumerate(frames):
-            row = {'pred_cam': res['pred_cam'][k:k + 1], 'kp_2d': np.zeros((1, 0, 2), np.float32)}
+            row = {'pred_cam': res['pred_cam'][k:k + 1], 'kp_2d': kp_2d[k:k + 1]}
             predictor.add_image_cameras(row, res['bboxes'][k:k + 1], *sizes[int(f)])
-            res['orig_cam'][k], res['cam_t'][k] = row['orig_cam'][0], row['cam_t'][0]
+            for key in ('orig_cam', 'cam_t', 'kp2d_px'):
+                res[key][k] = row[key][0]
 
 
 def _find_smpl(model):
