@@ -1,0 +1,99 @@
+"""The one place that writes and reads checkpoints.
+
+Format (a superset of the original's): ``{'model': state_dict, 'optimizer', 'epoch', 'batch_idx',
+'batch_size', 'total_step_count', 'cfg': YAML text, **extra}``. Files are written atomically (a temporary
+file in the same folder, then a rename), so an interrupted save never leaves a half-written checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """The file is not a PyMAF checkpoint, or its weights do not match the model."""
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=None, epoch: int = 0, step: int = 0,
+                    cfg=None, extra: dict | None = None, batch_size: int | None = None) -> Path:
+    """Write a self-describing checkpoint atomically; returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = model.module if hasattr(model, 'module') else model
+    payload = {
+        'model': module.state_dict(),
+        'optimizer': optimizer.state_dict() if optimizer is not None else None,
+        'epoch': epoch,
+        'batch_idx': 0,
+        'batch_size': batch_size,
+        'total_step_count': step,
+        'cfg': cfg.dump() if cfg is not None else None,
+    }
+    payload.update(extra or {})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.' + path.name + '.', suffix='.tmp')
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, map_location='cpu') -> dict:
+    """Load a checkpoint file on any device; a bare state_dict is wrapped as ``{'model': ...}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'checkpoint {path} not found (the released PyMAF checkpoint goes to '
+                                'data/pretrained_model/PyMAF_model_checkpoint.pt; see data/README.md)')
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001 (any unpickling failure means "not a checkpoint")
+        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint: {err}') from None
+    if isinstance(data, dict) and 'model' not in data and all(isinstance(v, torch.Tensor) for v in data.values()):
+        data = {'model': data}
+    if not isinstance(data, dict) or not isinstance(data.get('model'), dict):
+        raise CheckpointError(f'{path} holds no model weights (expected a dict with a "model" state_dict)')
+    return data
+
+
+def describe_mismatch(model: torch.nn.Module, state: dict) -> list[str]:
+    """Human-readable differences between a model's state_dict and ``state`` (empty when they match)."""
+    own = model.state_dict()
+    lines = [f'missing: {k}' for k in own if k not in state]
+    lines += [f'unexpected: {k}' for k in state if k not in own]
+    lines += [f'shape: {k} checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    return lines
+
+
+def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, strict: bool = True, map_location='cpu',
+                    optimizer=None) -> dict:
+    """Load weights (and optionally the optimizer state) into ``model``; returns the checkpoint dict.
+
+    With ``strict`` any missing, unexpected or mis-shaped key raises `CheckpointError` listing them (at
+    most 20); without it, matching keys are loaded and the rest is logged.
+    """
+    data = read_checkpoint(path, map_location)
+    state = {k.removeprefix('module.'): v for k, v in data['model'].items()}
+    problems = describe_mismatch(model, state)
+    if problems and strict:
+        shown = '\n  '.join(problems[:20])
+        more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
+        raise CheckpointError(f'{path} does not match the model ({len(problems)} differences):\n  {shown}{more}')
+    if problems:
+        logger.warning('%s: %d keys differ from the model and were skipped (%s, ...)', path, len(problems),
+                       problems[0])
+        own = model.state_dict()
+        state = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    model.load_state_dict(state, strict=strict)
+    if optimizer is not None and data.get('optimizer') is not None:
+        optimizer.load_state_dict(data['optimizer'])
+    return data
