@@ -243,3 +243,38 @@ def test_missing_sources_and_bad_gender_give_helpful_errors(tmp_path):
         ensure_standin(tmp_path / 'out', asset_dir=tmp_path / 'nowhere')
     with pytest.raises(ValueError, match='gender'):
         smpl_dict('other')
+
+
+def test_loads_through_the_project_smpl_layer(data_dir, neutral):
+    import torch
+    from models.smpl import SMPL
+    pose = np.zeros((2, 24, 3))
+    pose[1, 1], pose[1, 5], pose[1, 16] = [-0.5, 0, 0], [0.7, 0, 0], [0, 0.2, -1.2]
+    betas = np.zeros((2, 10))
+    betas[1, 0] = 1.5
+    model = SMPL(str(data_dir / 'smpl'), gender='neutral', batch_size=2, create_transl=False)
+    out = model(betas=torch.tensor(betas, dtype=torch.float32),
+                body_pose=torch.tensor(pose[:, 1:].reshape(2, 69), dtype=torch.float32),
+                global_orient=torch.tensor(pose[:, 0], dtype=torch.float32))
+    assert out.vertices.shape == (2, 6890, 3) and out.joints.shape == (2, 49, 3)
+    for b in range(2):
+        expected, _ = lbs(neutral, pose[b], betas[b])
+        assert np.abs(out.vertices[b].detach().numpy() - expected).max() < 1e-4
+        # OpenPose nose, eyes and ears are the landmark vertices; joint 8 (MidHip) is the pelvis.
+        joints = out.joints[b].detach().numpy()
+        verts = out.vertices[b].detach().numpy()
+        assert np.allclose(joints[[0, 15, 16, 17, 18]], verts[[NOSE, REYE, LEYE, REAR, LEAR]], atol=1e-5)
+        assert np.allclose(joints[8], out.smpl_joints[b, 0].detach().numpy(), atol=1e-5)
+        # The 24 ground-truth joints: hips from J_regressor_extra, ankles are SMPL's.
+        assert np.allclose(joints[25], out.smpl_joints[b, 8].detach().numpy(), atol=1e-5)  # right ankle
+        assert joints[27, 0] < 0 < joints[28, 0]  # right hip at -x, left hip at +x
+        assert joints[38, 1] > joints[43, 1] > joints[42, 1]  # LSP head top, H36M head, jaw (body frame, y up)
+
+
+def test_body_model_paths_fall_back_to_the_standin(tmp_path):
+    from core.path_config import body_model_paths
+    paths = body_model_paths(tmp_path)
+    assert paths.is_standin
+    for path in (paths.smpl_dir / 'SMPL_NEUTRAL.pkl', paths.smpl_mean_params, paths.joint_regressor_extra,
+                 paths.joint_regressor_h36m, paths.mesh_downsampling, paths.uv_processed, paths.uv_symmetry):
+        assert path.is_file(), path
