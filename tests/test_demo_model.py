@@ -89,3 +89,21 @@ def test_default_output_is_frame_by_frame_and_smoothing_is_consistent(tmp_path, 
     np.testing.assert_allclose(smooth['pose'][0], plain['pose'][0], atol=1e-4)
     kp = projection(torch.as_tensor(smooth['joints3d']), torch.as_tensor(smooth['pred_cam'])).numpy()
     np.testing.assert_allclose(smooth['kp2d_px'], crop_to_image_px(kp, smooth['bboxes']), atol=1e-2)
+
+
+def test_missing_data_file_is_named(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import core.path_config as path_config
+
+    data = tmp_path / 'data'
+    (data / 'smpl').mkdir(parents=True)
+    neutral = path_config.body_model_paths().smpl_dir / 'SMPL_NEUTRAL.pkl'
+    shutil.copy(neutral, data / 'smpl' / 'SMPL_NEUTRAL.pkl')  # SMPL present, its companion files missing
+    monkeypatch.setattr(path_config, 'DATA_DIR', data)
+    video, _ = _clip(tmp_path)
+    status = demo.main(['--vid_file', str(video), '--output_folder', str(tmp_path / 'out'), '--no_render'])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith('error:') and err.count('\n') == 1
+    assert 'not found' in err and str(data) in err
+    assert not (tmp_path / 'out' / 'noise').exists()
