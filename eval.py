@@ -345,8 +345,8 @@ def main(args: argparse.Namespace) -> dict:
 
     report = {
         'dataset': args.dataset,
-        'annotation_file': dataset.npz_path,
-        'checkpoint': args.checkpoint,
+        'annotation_file': str(dataset.npz_path),
+        'checkpoint': str(args.checkpoint) if args.checkpoint else None,
         'protocol': _protocol(args.dataset),
         'results': results,
         'per_action_pa_mpjpe_mm': {k: v.mean for k, v in evaluator.per_action.items()},

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -77,10 +78,12 @@ def test_eval_cli_end_to_end(synth_set, checkpoint, tmp_path, capsys):
     out, npz = synth_set
     json_file = str(tmp_path / 'res.json')
     result_file = str(tmp_path / 'preds.npz')
+    # Paths as the library returns them (pathlib), to check that the results file still serialises.
     args = eval_script.parse_args([
-        '--checkpoint', checkpoint, '--dataset', '3dpw', '--dataset_file', npz, '--image_dir', out,
+        '--checkpoint', checkpoint, '--dataset', '3dpw', '--image_dir', out,
         '--device', 'cpu', '--num_workers', '0', '--batch_size', '4', '--log_freq', '1',
         '--json_file', json_file, '--result_file', result_file])
+    args.dataset_file = pathlib.Path(npz)
     report = eval_script.main(args)
     printed = capsys.readouterr().out
     assert '*** Final Results ***' in printed and 'PA-MPJPE' in printed
