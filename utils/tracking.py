@@ -3,9 +3,9 @@ matching with the Hungarian algorithm (scipy), then per-track gap filling and bo
 
 Matching runs in two rounds: detections against the Kalman-predicted boxes (IoU), then the leftovers
 against each remaining track's last detected box (intersection over the smaller box; this recovers a
-track after one bad box has spoiled its velocity, as OC-SORT does). Identities: each track gets an id (1, 2, ... in order of creation) and keeps
-it while it is matched; a track that is not matched for more than ``max_age`` frames ends, and a later
-detection starts a new id.
+track after one bad box has spoiled its velocity, as OC-SORT does). Identities: each track gets an id
+(1, 2, ... in order of creation) and keeps it while it is matched; a track that is not matched for more
+than ``max_age`` frames ends, and a later detection starts a new id.
 
 Boxes in the result (the format the demo's crop dataset expects, as in the original):
 ``{person_id: {'frames': (N,) int, 'bbox': (N, 4) [cx, cy, s, s]}}`` with s = max(w, h) in pixels.
