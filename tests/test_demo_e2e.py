@@ -235,3 +235,29 @@ def test_wrong_checkpoint_lists_mismatch_and_keeps_outputs(synthetic_clip, tmp_p
     assert 'head.weight: file (3, 5) vs model (3, 3)' in err
     assert (out / 'walk' / 'output.pkl').read_bytes() == b'previous results'
     assert sorted(p.name for p in out.iterdir()) == ['walk']
+
+
+def test_recon_result_file_renders_saved_results(synthetic_clip, tmp_path, capsys):
+    clip = ['--vid_file', str(synthetic_clip / 'walk.mp4')]
+    status, _, err = _run(clip + ['--use_gt', '--anno_file', str(synthetic_clip / 'anno.json'), '--output_folder',
+                                  str(tmp_path / 'first'), '--no_render'], capsys)
+    assert status == 0, err
+    saved = tmp_path / 'first' / 'walk' / 'output.pkl'
+    with open(saved, 'rb') as f:
+        results = pickle.load(f)
+    # A result file of the original demo has no cam_t: the camera comes from orig_cam then.
+    for person in results.values():
+        del person['cam_t'], person['kp2d_px']
+    original = tmp_path / 'original.pkl'
+    original.write_bytes(pickle.dumps(results))
+    status, stdout, err = _run(clip + ['--recon_result_file', str(original), '--output_folder',
+                                       str(tmp_path / 'second'), '--empty_bg', '--smooth'], capsys)
+    assert status == 0, err
+    assert '--smooth is ignored with --recon_result_file' in stdout
+    second = tmp_path / 'second' / 'walk'
+    assert (second / 'walk_result.mp4').stat().st_size > 0 and not (second / 'output.pkl').exists()
+    frame = np.asarray(__import__('cv2').imread(str(second / 'walk_output' / '000001.png')))
+    mask = frame[:, 160:].max(axis=2) > 0
+    for person in results.values():
+        cx, cy = person['bboxes'][1, :2]
+        assert mask[int(round(cy)), int(round(cx))]  # a mesh covers each person's box centre
