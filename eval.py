@@ -23,6 +23,7 @@ import torch
 
 from core import constants
 from utils import pose_utils
+from utils.geometry import compute_similarity_transform
 
 DATASETS = ['h36m-p1', 'h36m-p2', 'h36m-p2-mosh', '3dpw', 'mpi-inf-3dhp', 'lsp', '3doh50k', 'synthetic']
 # Benchmarks whose ground truth is the gendered SMPL mesh of the annotated pose and shape.
@@ -187,8 +188,8 @@ class Evaluator:
         cat = {k: np.concatenate(v) for k, v in self.saved.items() if k != 'imgname'}
         np.savez(result_file, pred_joints=cat['pred_joints'], pose=cat['pose'], betas=cat['betas'],
                  camera=cat['camera'])
-        pred_pa = pose_utils.compute_similarity_transform(torch.from_numpy(cat['pred_j14']).double(),
-                                                          torch.from_numpy(cat['gt_j14']).double()).numpy()
+        pred_pa = compute_similarity_transform(torch.from_numpy(cat['pred_j14']).double(),
+                                           torch.from_numpy(cat['gt_j14']).double()).numpy()
         ids = np.array([_h36m_id(name, i) for i, name in enumerate(self.saved['imgname'])])
         savemat(result_file + '.mat', {'id': ids, 'pred': cat['pred_j14'], 'pred_pa': pred_pa, 'gt': cat['gt_j14']})
 

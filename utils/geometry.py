@@ -236,3 +236,23 @@ def crop_cam_to_full_cam_t(cam, bbox_center, bbox_size, img_width: float, img_he
     tx = cam[:, 1] + 2 * (bbox_center[:, 0] - img_width / 2.0) / s_px
     ty = cam[:, 2] + 2 * (bbox_center[:, 1] - img_height / 2.0) / s_px
     return lib.stack([tx, ty, 2 * focal_length / s_px], 1)
+
+
+def compute_similarity_transform(src_points: torch.Tensor, dst_points: torch.Tensor) -> torch.Tensor:
+    """Align each sample of ``src_points`` (B, N, 3) to ``dst_points`` (B, N, 3) by a similarity transform.
+
+    Per-sample Procrustes (Umeyama, PAMI 1991): scale, rotation (reflections excluded through the sign of
+    the determinant) and translation minimising the squared distance. Returns the aligned (B, N, 3) points.
+    """
+    mu_src = src_points.mean(dim=1, keepdim=True)
+    mu_dst = dst_points.mean(dim=1, keepdim=True)
+    x_src, x_dst = src_points - mu_src, dst_points - mu_dst
+    var_src = (x_src ** 2).sum(dim=(1, 2))
+    cov = x_src.transpose(1, 2) @ x_dst
+    u, _, vh = torch.linalg.svd(cov)
+    v = vh.transpose(1, 2)
+    fix = torch.eye(3, dtype=src_points.dtype, device=src_points.device).repeat(len(src_points), 1, 1)
+    fix[:, -1, -1] = torch.sign(torch.linalg.det(u @ vh))
+    rot = v @ fix @ u.transpose(1, 2)
+    scale = torch.einsum('bii->b', rot @ cov) / var_src
+    return scale[:, None, None] * x_src @ rot.transpose(1, 2) + mu_dst

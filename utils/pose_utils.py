@@ -10,24 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from utils.geometry import compute_similarity_transform
 
-def compute_similarity_transform(src_points: torch.Tensor, dst_points: torch.Tensor) -> torch.Tensor:
-    """STAND-IN, to be replaced by ``utils.geometry.compute_similarity_transform`` once it lands.
 
-    Aligns (B, N, 3) ``src_points`` to ``dst_points`` with a per-sample similarity transform.
-    """
-    mu_src = src_points.mean(dim=1, keepdim=True)
-    mu_dst = dst_points.mean(dim=1, keepdim=True)
-    x_src, x_dst = src_points - mu_src, dst_points - mu_dst
-    var_src = (x_src ** 2).sum(dim=(1, 2))
-    cov = x_src.transpose(1, 2) @ x_dst
-    u, _, vh = torch.linalg.svd(cov)
-    v = vh.transpose(1, 2)
-    fix = torch.eye(3, dtype=src_points.dtype, device=src_points.device).repeat(len(src_points), 1, 1)
-    fix[:, -1, -1] = torch.sign(torch.linalg.det(u @ vh))
-    rot = v @ fix @ u.transpose(1, 2)
-    scale = torch.einsum('bii->b', rot @ cov) / var_src
-    return scale[:, None, None] * x_src @ rot.transpose(1, 2) + mu_dst
 
 # Thresholds (m) of the MPI-INF-3DHP PCK curve: 0 to 150 mm in 5 mm steps; PCK is read at 150 mm.
 PCK_THRESHOLD_M = 0.15
