@@ -184,13 +184,19 @@ def resolve_checkpoint(args: argparse.Namespace) -> tuple[Path | None, str]:
                   f'original release and put it there, or pass --checkpoint): meshes are not meaningful')
 
 
+def model_faces(model) -> np.ndarray | None:
+    """Triangles of the body model inside the network (None for networks without one)."""
+    regressor = getattr(model, 'regressor', None)
+    return regressor[0].smpl.faces if regressor is not None else None
+
+
 def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
     """Merge the config, build PyMAF, load weights; says once which body model and weights are used.
 
     ``model_factory`` (tests and embedding) builds the network instead of `models.pymaf_net`; then only
     an explicit ``--checkpoint`` is loaded.
     """
-    from utils.demo_utils import CheckpointMismatchError, PyMAFPredictor, load_weights
+    from utils.demo_utils import CheckpointMismatchError, PyMAFPredictor, checkpoint_holds_body_model, load_weights
 
     if model_factory is not None:
         model = model_factory()
@@ -210,7 +216,9 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
         merge_cfg(args)
     body = body_model_paths()
     checkpoint, weights_desc = resolve_checkpoint(args)
-    if getattr(body, 'is_standin', False):
+    if checkpoint is not None and checkpoint_holds_body_model(checkpoint):
+        log(f'weights and body model: {weights_desc}')
+    elif getattr(body, 'is_standin', False):
         log('NOTE: using the stand-in body model (no SMPL files found under data/smpl) with '
             f'{weights_desc}; see the README for the licensed SMPL files and the released checkpoint.')
     elif checkpoint is None:
@@ -480,14 +488,12 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
     Path(args.output_folder).mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f'.{name}.tmp-', dir=args.output_folder))
     try:
-        if faces is None:
-            from models.smpl import get_smpl_faces
-
-            faces = get_smpl_faces()
         if args.recon_result_file:
             results = load_output_pkl(args.recon_result_file)
         else:
             predictor = build_predictor(args, args.device_obj, log, model_factory)
+            if faces is None:
+                faces = model_faces(predictor.model)
             tracks, sizes = detect_and_track(args, source, log, timer)
             if not tracks:
                 log(f'nobody was found in {input_path}: no results to save'
@@ -497,6 +503,10 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
                 results = regress(args, source, tracks, sizes, predictor, log, timer)
                 if args.smooth:
                     smooth_results(results, source.fps, args, sizes, predictor)
+            if faces is None:
+                from models.smpl import get_smpl_faces
+
+                faces = get_smpl_faces()
             save_results(args, results, tmp_dir, source, faces, log, timer)
         rendered = 0
         if not args.no_render and results:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.demo_utils import (CheckpointMismatchError, check_state_dict, crop_to_image_px, load_output_pkl,
-                              orig_cam_to_cam_t, read_state_dict, save_obj, save_output_npz, save_output_pkl)
+from utils.demo_utils import (CheckpointMismatchError, crop_to_image_px, load_output_pkl, load_weights,
+                              orig_cam_to_cam_t, save_obj, save_output_npz, save_output_pkl)
 
 
 def _fake_results(rng) -> dict:
@@ -71,20 +71,22 @@ def test_checkpoint_checks(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     good = tmp_path / 'good.pt'
     torch.save({'model': model.state_dict(), 'epoch': 3}, good)
-    check_state_dict(model, read_state_dict(good), 'good.pt')
-    bad = {'0.weight': torch.zeros(5, 3), '2.bias': torch.zeros(2)}
+    load_weights(model, good)
+    bad = tmp_path / 'bad.pt'
+    torch.save({'model': {'0.weight': torch.zeros(5, 3), '2.bias': torch.zeros(2)}}, bad)
     with pytest.raises(CheckpointMismatchError) as err:
-        check_state_dict(model, bad, 'bad.pt')
+        load_weights(model, bad)
     msg = str(err.value)
-    assert 'missing: 0.bias' in msg and 'unexpected: 2.bias' in msg and '0.weight: file (5, 3) vs model (4, 3)' in msg
+    assert '3 missing: 0.bias, 1.weight, 1.bias' in msg and '1 unexpected: 2.bias' in msg and '0.weight checkpoint (5, 3) vs model (4, 3)' in msg
+    assert '\n' not in msg
     (tmp_path / 'junk.pt').write_bytes(b'not a checkpoint')
-    with pytest.raises(CheckpointMismatchError, match='not a PyTorch checkpoint'):
-        read_state_dict(tmp_path / 'junk.pt')
+    with pytest.raises(CheckpointMismatchError, match='not a readable PyTorch checkpoint'):
+        load_weights(model, tmp_path / 'junk.pt')
     torch.save([1, 2, 3], tmp_path / 'list.pt')
-    with pytest.raises(CheckpointMismatchError, match='no model state dict'):
-        read_state_dict(tmp_path / 'list.pt')
+    with pytest.raises(CheckpointMismatchError, match='holds no model weights'):
+        load_weights(model, tmp_path / 'list.pt')
     with pytest.raises(FileNotFoundError):
-        read_state_dict(tmp_path / 'missing.pt')
+        load_weights(model, tmp_path / 'missing.pt')
 
 
 def test_camera_helpers():
@@ -93,3 +95,27 @@ def test_camera_helpers():
     np.testing.assert_allclose(px[0], [[100, 50], [130, 20]])
     cam_t = orig_cam_to_cam_t(np.array([[0.5, 0.8, 0.1, -0.2]]), img_height=500)
     np.testing.assert_allclose(cam_t, [[0.1, -0.2, 2 * 5000 / (500 * 0.8)]], rtol=1e-6)
+
+
+def test_checkpoint_with_body_model_needs_no_body_files(tmp_path, monkeypatch):
+    from core import path_config
+    from models import pymaf_net
+    from utils.demo_utils import PyMAFPredictor
+    from utils.saver import save_checkpoint
+
+    source = pymaf_net(pretrained=False)
+    ckpt = save_checkpoint(tmp_path / 'full.pt', source)
+
+    def no_body_files(*args, **kwargs):
+        raise AssertionError('the body model must come from the checkpoint')
+
+    monkeypatch.setattr(path_config, 'body_model_paths', no_body_files)
+    predictor = PyMAFPredictor.from_checkpoint(ckpt)
+    smpl = predictor.model.regressor[0].smpl
+    assert torch.equal(smpl.v_template, source.regressor[0].smpl.v_template)
+    assert np.array_equal(smpl.faces, source.regressor[0].smpl.faces)
+    x = torch.randn(1, 3, 224, 224)
+    out = predictor.predict_crops(x)
+    with torch.no_grad():
+        ref = source.eval()(x)[0]['smpl_out'][-1]['verts'].numpy()
+    np.testing.assert_allclose(out['verts'][0], ref[0], atol=1e-6)

@@ -232,7 +232,7 @@ def test_wrong_checkpoint_lists_mismatch_and_keeps_outputs(synthetic_clip, tmp_p
                            str(out)], capsys)
     assert status == 1
     assert 'not a PyMAF checkpoint' in err and 'missing: head.bias' in err and 'unexpected: head.fc.bias' in err
-    assert 'head.weight: file (3, 5) vs model (3, 3)' in err
+    assert 'head.weight checkpoint (3, 5) vs model (3, 3)' in err
     assert (out / 'walk' / 'output.pkl').read_bytes() == b'previous results'
     assert sorted(p.name for p in out.iterdir()) == ['walk']
 

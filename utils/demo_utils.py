@@ -29,6 +29,7 @@ import torch
 
 from core.constants import FOCAL_LENGTH, IMG_RES
 from datasets.inference import crop_person
+from utils.saver import CheckpointError, load_checkpoint, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ logger = logging.getLogger(__name__)
 OUTPUT_FIELDS = ('pred_cam', 'orig_cam', 'verts', 'pose', 'betas', 'joints3d', 'joints2d', 'bboxes', 'frame_ids')
 
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint file that does not hold PyMAF weights for this model."""
+# A checkpoint that does not hold PyMAF weights for this model (the one loader's error type).
+CheckpointMismatchError = CheckpointError
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -50,53 +51,19 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load the model weights of a checkpoint on the CPU (``ckpt['model']`` or a bare state dict).
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        CheckpointMismatchError: the file is not a torch checkpoint holding a state dict.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'checkpoint not found: {path}')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointMismatchError(f'{path} is not a PyTorch checkpoint ({type(err).__name__}: {err})') from err
-    state = ckpt.get('model', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointMismatchError(f'{path} holds no model state dict (expected a dict with a "model" entry)')
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-
-
-def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str,
-                     show: int = 8) -> None:
-    """Raise `CheckpointMismatchError` listing what does not match between ``state`` and ``model``.
-
-    Keys of the SMPL buffers (``.smpl.``) are not required: the body model comes from the SMPL files.
-    """
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and '.smpl.' not in k and not k.startswith('smpl.')]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
-              for k in state if k in own and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        for label, items in (('missing', missing), ('unexpected', unexpected), ('shape mismatch', shapes)):
-            if items:
-                more = f' (+{len(items) - show} more)' if len(items) > show else ''
-                parts.append(f'{len(items)} {label}: {", ".join(items[:show])}{more}')
-        raise CheckpointMismatchError(f'{source} is not a PyMAF checkpoint for this model: ' + '; '.join(parts))
+def checkpoint_holds_body_model(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint carries the SMPL arrays (the released PyMAF checkpoint and ours do)."""
+    return 'regressor.0.smpl.v_template' in read_checkpoint(path)['model']
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Check and load a checkpoint into ``model`` (SMPL buffers are kept from the body-model files)."""
-    state = read_state_dict(path)
-    check_state_dict(model, state, str(path))
-    own = model.state_dict()
-    own.update({k: v for k, v in state.items() if k in own and '.smpl.' not in k and not k.startswith('smpl.')})
-    model.load_state_dict(own, strict=True)
+    """Load a checkpoint into ``model`` strictly, as the original (its SMPL arrays replace the model's).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointMismatchError: not a checkpoint, or its keys/shapes differ (all differences listed).
+    """
+    load_checkpoint(model, path, strict=True)
 
 
 def crop_to_image_px(points_crop: np.ndarray, bboxes: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -162,11 +129,18 @@ class PyMAFPredictor:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike | None, device: str | torch.device = 'cpu',
                         **kwargs) -> PyMAFPredictor:
-        """Build the default PyMAF model and load ``checkpoint`` (None keeps untrained weights)."""
+        """Build the default PyMAF model and load ``checkpoint`` (None keeps untrained weights).
+
+        A checkpoint that carries the body model (the released one does) is used as is, with no SMPL
+        files needed; otherwise the body model comes from `core.path_config.body_model_paths`.
+        """
         from core.path_config import body_model_paths
         from models import pymaf_net
 
-        model = pymaf_net(body_model_paths().smpl_mean_params, pretrained=False)
+        if checkpoint is not None and checkpoint_holds_body_model(checkpoint):
+            model = pymaf_net(pretrained=False, placeholder_body=True)
+        else:
+            model = pymaf_net(body_model_paths().smpl_mean_params, pretrained=False)
         if checkpoint is not None:
             load_weights(model, checkpoint)
         return cls(model, device, **kwargs)

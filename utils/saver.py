@@ -64,33 +64,37 @@ def read_checkpoint(path: str | os.PathLike, map_location='cpu') -> dict:
     return data
 
 
-def describe_mismatch(model: torch.nn.Module, state: dict) -> list[str]:
-    """Human-readable differences between a model's state_dict and ``state`` (empty when they match)."""
+def describe_mismatch(model: torch.nn.Module, state: dict, show: int = 8) -> str:
+    """One line naming what differs between a model's state_dict and ``state`` ('' when they match)."""
     own = model.state_dict()
-    lines = [f'missing: {k}' for k in own if k not in state]
-    lines += [f'unexpected: {k}' for k in state if k not in own]
-    lines += [f'shape: {k} checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    return lines
+    groups = (
+        ('missing', [k for k in own if k not in state]),
+        ('unexpected', [k for k in state if k not in own]),
+        ('shape mismatch', [f'{k} checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+                            for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]),
+    )
+    parts = []
+    for label, items in groups:
+        if items:
+            more = f' (+{len(items) - show} more)' if len(items) > show else ''
+            parts.append(f'{len(items)} {label}: {", ".join(items[:show])}{more}')
+    return '; '.join(parts)
 
 
 def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, strict: bool = True, map_location='cpu',
                     optimizer=None) -> dict:
     """Load weights (and optionally the optimizer state) into ``model``; returns the checkpoint dict.
 
-    With ``strict`` any missing, unexpected or mis-shaped key raises `CheckpointError` listing them (at
-    most 20); without it, matching keys are loaded and the rest is logged.
+    With ``strict`` any missing, unexpected or mis-shaped key raises `CheckpointError` naming them on one
+    line; without it, matching keys are loaded and the differences are logged.
     """
     data = read_checkpoint(path, map_location)
     state = {k.removeprefix('module.'): v for k, v in data['model'].items()}
     problems = describe_mismatch(model, state)
     if problems and strict:
-        shown = '\n  '.join(problems[:20])
-        more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
-        raise CheckpointError(f'{path} does not match the model ({len(problems)} differences):\n  {shown}{more}')
+        raise CheckpointError(f'{path} is not a PyMAF checkpoint for this model: {problems}')
     if problems:
-        logger.warning('%s: %d keys differ from the model and were skipped (%s, ...)', path, len(problems),
-                       problems[0])
+        logger.warning('%s: loading the matching keys only; %s', path, problems)
         own = model.state_dict()
         state = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     model.load_state_dict(state, strict=strict)
