@@ -1,0 +1,61 @@
+"""Export a demo result file to animation tools: animated glTF (.glb), BVH and a tidy SMPL .npz per person.
+
+    python3 -m tools.export output/clip/output.pkl --out output/clip/export --formats glb bvh npz
+
+See docs/export.md for the axes, units and rotation order.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from utils.export import FORMATS, export_results, load_body_model, load_demo_results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('result_file', help="demo.py's output.pkl or output.npz")
+    parser.add_argument('--out', default=None, help='output folder (default: <result folder>/export)')
+    parser.add_argument('--formats', nargs='+', default=list(FORMATS), choices=FORMATS, help='what to write')
+    parser.add_argument('--fps', type=float, default=None,
+                        help='video frame rate (default: from the output.npz beside the result file)')
+    parser.add_argument('--img_height', type=float, default=None,
+                        help='image height in pixels, for results without cam_t (default: from output.npz)')
+    parser.add_argument('--person_ids', type=int, nargs='+', default=None, help='export only these people')
+    parser.add_argument('--gender', default='neutral', choices=('neutral', 'male', 'female'),
+                        help='body model whose skeleton is used (the demo uses neutral)')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        results, meta = load_demo_results(args.result_file)
+        fps = args.fps if args.fps is not None else meta.get('fps')
+        if fps is None:
+            raise ValueError('the frame rate is unknown (no output.npz beside the result file): give --fps')
+        if args.person_ids is not None:
+            missing = sorted(set(args.person_ids) - set(results))
+            if missing:
+                raise ValueError(f'no person ids {missing} in the result file (it has {sorted(results)})')
+            results = {pid: results[pid] for pid in args.person_ids}
+        if not results:
+            print('nobody in the result file: nothing to export')
+            return 0
+        smpl, body_model = load_body_model(args.gender)
+        out_dir = Path(args.out) if args.out else Path(args.result_file).parent / 'export'
+        img_height = args.img_height if args.img_height is not None else meta.get('img_height')
+        written = export_results(results, out_dir, fps, tuple(args.formats), smpl=smpl, img_height=img_height,
+                                 body_model=body_model)
+    except (FileNotFoundError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    print(f'{len(results)} people, {fps:.3f} fps, body model {body_model}: wrote {len(written)} files to {out_dir}')
+    for path in written:
+        print(f'  {path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
