@@ -1,12 +1,16 @@
-"""PyMAF: a ResNet-50 feature pyramid and an iterative SMPL regressor fed by mesh-aligned features.
+"""PyMAF: a feature pyramid (ResNet-50 or HRNet) and an iterative SMPL regressor fed by mesh-aligned features.
 
 Zhang et al., "PyMAF: 3D Human Pose and Shape Regression with Pyramidal Mesh Alignment Feedback Loop",
-ICCV 2021. Attribute names and registration order follow the original, so the released checkpoint
-loads with ``strict=True``.
+ICCV 2021. Attribute names and registration order follow the original, so the released (ResNet-50)
+checkpoint loads with ``strict=True``. With ``MODEL.PyMAF.BACKBONE`` 'hr48' or 'hr32' the three maps the
+feedback loop samples (256 channels at 14x14, 28x28, 56x56) come from HRNet's 1/16, 1/8 and 1/4 branches
+(`models.hrnet.HRNetPyramid`) instead of the deconvolutions; the extractors, regressors and IUV head are
+the same.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,8 @@ import torch.nn as nn
 from core import constants, path_config
 from core.cfgs import cfg as global_cfg
 from models.iuv_predictor import IUV_predict_layer
+from models.hrnet import WIDTHS as HRNET_WIDTHS
+from models.hrnet import HRNetPyramid
 from models.maf_extractor import MAF_Extractor, load_downsampling_matrix
 from models.pose_resnet import PoseResNet
 from models.smpl import SMPL
@@ -26,6 +32,12 @@ logger = logging.getLogger(__name__)
 NUM_POSE_6D = 24 * 6
 NUM_BETAS = 10
 GRID_SIZE = 21
+BACKBONES = ('res50',) + tuple(HRNET_WIDTHS)
+
+
+def hrnet_imagenet_path(backbone: str) -> Path:
+    """Where ImageNet weights for an HRNet backbone ('hr48', 'hr32') are looked for."""
+    return path_config.PRETRAINED_DIR / f'hrnetv2_w{HRNET_WIDTHS[backbone]}_imagenet_pretrained.pth'
 
 
 def load_mean_params(path: str | Path) -> dict[str, torch.Tensor]:
@@ -116,7 +128,7 @@ class Regressor(nn.Module):
 
 
 class PyMAF(nn.Module):
-    """The PyMAF network (ResNet-50 backbone).
+    """The PyMAF network (ResNet-50 backbone, or HRNet-W48/W32 by ``MODEL.PyMAF.BACKBONE``).
 
     Args:
         body_paths: the body-model files (`core.path_config.BodyModelPaths`), or None to build
@@ -131,23 +143,31 @@ class PyMAF(nn.Module):
         super().__init__()
         model_cfg = model_cfg if model_cfg is not None else global_cfg.MODEL.PyMAF
         res_cfg = res_cfg if res_cfg is not None else global_cfg.RES_MODEL
-        if model_cfg.BACKBONE != 'res50':
-            raise NotImplementedError(f'MODEL.PyMAF.BACKBONE {model_cfg.BACKBONE!r} is not implemented yet; use res50')
+        if model_cfg.BACKBONE not in BACKBONES:
+            raise ValueError(f'MODEL.PyMAF.BACKBONE {model_cfg.BACKBONE!r} is not supported; '
+                             f'choose one of {", ".join(BACKBONES)}')
         if not 0 <= model_cfg.N_ITER <= 3:
             raise ValueError(f'MODEL.PyMAF.N_ITER must be in 0..3, got {model_cfg.N_ITER}')
         self.n_iter = model_cfg.N_ITER
         self.aux_supv_on = model_cfg.AUX_SUPV_ON
-        self.feature_extractor = PoseResNet()
+        self.backbone_name = model_cfg.BACKBONE
+        if self.backbone_name == 'res50':
+            self.feature_extractor = PoseResNet()
+            imagenet_path = path_config.RESNET50_IMAGENET
+        else:
+            self.feature_extractor = HRNetPyramid(HRNET_WIDTHS[self.backbone_name], res_cfg.NUM_DECONV_FILTERS[-1])
+            imagenet_path = hrnet_imagenet_path(self.backbone_name)
         if pretrained:
-            self.feature_extractor.load_imagenet(path_config.RESNET50_IMAGENET)
+            self.feature_extractor.load_imagenet(imagenet_path)
         lin = torch.linspace(-1, 1, GRID_SIZE)
         grid_x, grid_y = torch.meshgrid(lin, lin, indexing='ij')
         # (1, 2, 441): point k = (x = lin[k // 21], y = lin[k % 21]); y varies fastest, as the original.
         self.register_buffer('points_grid', torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)]).unsqueeze(0))
-        self.inplanes = self.feature_extractor.inplanes
-        self.deconv_with_bias = res_cfg.DECONV_WITH_BIAS
-        self.deconv_layers = self._make_deconv_layer(res_cfg.NUM_DECONV_LAYERS, res_cfg.NUM_DECONV_FILTERS,
-                                                     res_cfg.NUM_DECONV_KERNELS)
+        if self.backbone_name == 'res50':
+            self.inplanes = self.feature_extractor.inplanes
+            self.deconv_with_bias = res_cfg.DECONV_WITH_BIAS
+            self.deconv_layers = self._make_deconv_layer(res_cfg.NUM_DECONV_LAYERS, res_cfg.NUM_DECONV_FILTERS,
+                                                         res_cfg.NUM_DECONV_KERNELS)
 
         if body_paths is None:
             smpl_dir = dmap = mean_params = extra = None
@@ -184,6 +204,21 @@ class PyMAF(nn.Module):
             return [nn.Sequential(*layers[0:6]), nn.Sequential(*layers[6:9])]
         return [self.deconv_layers]
 
+    def _feature_pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Iterator[torch.Tensor]]:
+        """``(top map, g_feat, maps)``: maps yields the N_ITER maps the loop samples, coarse to fine."""
+        if self.backbone_name != 'res50':
+            top, g_feat, pyramid = self.feature_extractor(x)
+            return top, g_feat, iter(pyramid[len(pyramid) - self.n_iter:])
+
+        s_feat, g_feat = self.feature_extractor(x)
+
+        def deconvolved():
+            feat = s_feat
+            for deconv in self._deconv_blocks()[:self.n_iter]:
+                feat = deconv(feat)
+                yield feat
+        return s_feat, g_feat, deconvolved()
+
     def forward(self, x: torch.Tensor, J_regressor: torch.Tensor | None = None):  # noqa: N803
         """Regress SMPL from crops.
 
@@ -195,19 +230,19 @@ class PyMAF(nn.Module):
             ``(preds_dict, vis_feats)``: ``preds_dict['smpl_out']`` is a list of N_ITER + 1 output dicts
             (the mean-parameter start, then each feedback step; the last is the prediction),
             ``preds_dict['dp_out']`` a list with the IUV head's outputs (56x56) when AUX_SUPV_ON;
-            ``vis_feats`` the detached feature maps [7x7, 14x14, 28x28, 56x56].
+            ``vis_feats`` the detached feature maps [7x7, 14x14, 28x28, 56x56] (the 7x7 one is
+            ResNet-50's layer4 or HRNet's 1/32 branch).
         """
         batch = x.shape[0]
-        s_feat, g_feat = self.feature_extractor(x)
+        s_feat, g_feat, maps = self._feature_pyramid(x)
         smpl_out = [self.regressor[0].forward_init(g_feat, J_regressor=J_regressor)]
         vis_feats = [s_feat.detach()]
         dp_out = []
-        for i, deconv in enumerate(self._deconv_blocks()[:self.n_iter]):
+        for i, s_feat in enumerate(maps):
             prev = smpl_out[-1]
             pred_cam = prev['pred_cam'].detach()
             pred_shape = prev['pred_shape'].detach()
             pred_pose = prev['pred_pose'].detach()
-            s_feat = deconv(s_feat)
             vis_feats.append(s_feat.detach())
             extractor = self.maf_extractor[i]
             extractor.im_feat = s_feat
