@@ -158,8 +158,8 @@ def test_glb_joints_equal_smpl_posed_joints(exported):
 
 
 def test_glb_skinning_matches_smpl_mesh(exported):
-    """glTF skinning = SMPL's mesh exactly without body pose, and within a few cm (no pose-corrective blend
-    shapes, 4 weights per vertex: a few mm with the stand-in, about 1 cm with SMPL) with body pose."""
+    """glTF skinning = SMPL's mesh exactly without body pose, and close to it (no pose-corrective blend
+    shapes, 4 weights per vertex) with body pose: mean error under 1 cm."""
     root, results, _ = exported
     gltf, accessor = _read_glb(root / 'export' / 'person_0001.glb')
     prim = gltf['meshes'][0]['primitives'][0]
