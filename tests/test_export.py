@@ -293,3 +293,23 @@ def test_cli_original_format_and_errors(exported, tmp_path, capsys):
     assert export_main([str(tmp_path / 'alone' / 'output.pkl')]) == 1
     assert re.search(r'error: .*--fps', capsys.readouterr().err)
     assert export_main([str(tmp_path / 'missing.pkl'), '--fps', '30']) == 1
+
+
+def test_body_model_from_checkpoint(smpl, exported, tmp_path):
+    """A checkpoint's SMPL arrays (as the released one carries) give the skeleton, not the files under data/."""
+    root, _, _ = exported
+    state = {f'regressor.0.smpl.{name}': getattr(smpl, name).clone() for name in
+             ('v_template', 'shapedirs', 'J_regressor', 'posedirs', 'lbs_weights', 'parents', 'faces_tensor')}
+    state['regressor.0.smpl.v_template'] *= 1.1
+    torch.save({'model': state}, tmp_path / 'ckpt.pt')
+    assert export_main([str(root / 'output.pkl'), '--out', str(tmp_path / 'out'), '--formats', 'npz',
+                        '--checkpoint', str(tmp_path / 'ckpt.pt')]) == 0
+    with np.load(tmp_path / 'out' / 'person_0001_smpl.npz') as data, \
+            np.load(root / 'export' / 'person_0001_smpl.npz') as plain:
+        assert str(data['body_model']) == 'checkpoint_neutral'
+        # rest joints = J (v_template + shapedirs betas): the scaled template adds 0.1 J v_template.
+        template_joints = (smpl.J_regressor @ smpl.v_template).numpy()
+        np.testing.assert_allclose(data['rest_joints'], plain['rest_joints'] + 0.1 * template_joints, atol=1e-5)
+    torch.save({'model': {'backbone.w': torch.zeros(1)}}, tmp_path / 'other.pt')
+    assert export_main([str(root / 'output.pkl'), '--out', str(tmp_path / 'out2'),
+                        '--checkpoint', str(tmp_path / 'other.pt')]) == 1

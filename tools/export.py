@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--person_ids', type=int, nargs='+', default=None, help='export only these people')
     parser.add_argument('--gender', default='neutral', choices=('neutral', 'male', 'female'),
                         help='body model whose skeleton is used (the demo uses neutral)')
+    parser.add_argument('--checkpoint', default=None,
+                        help='take the body model from this PyMAF checkpoint (use the one the demo ran with when '
+                             'it carries SMPL, as the released checkpoint does, and data/smpl is absent)')
     return parser.parse_args(argv)
 
 
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         if not results:
             print('nobody in the result file: nothing to export')
             return 0
-        smpl, body_model = load_body_model(args.gender)
+        smpl, body_model = load_body_model(args.gender, args.checkpoint)
         out_dir = Path(args.out) if args.out else Path(args.result_file).parent / 'export'
         img_height = args.img_height if args.img_height is not None else meta.get('img_height')
         written = export_results(results, out_dir, fps, tuple(args.formats), smpl=smpl, img_height=img_height,

@@ -175,11 +175,11 @@ def person_motions(results: dict[int, dict], img_height: float | None = None) ->
 
 def build_rig(smpl: torch.nn.Module, betas: np.ndarray) -> Rig:
     """The shaped T-pose body of the SMPL layer ``smpl`` (`models.smpl.SMPL`) for shape ``betas`` (10,)."""
-    dtype = smpl.v_template.dtype
-    betas_t = torch.as_tensor(np.asarray(betas).reshape(1, -1), dtype=dtype)
-    identity = torch.eye(3, dtype=dtype).expand(1, NUM_JOINTS, 3, 3)
+    dtype, device = smpl.v_template.dtype, smpl.v_template.device
+    betas_t = torch.as_tensor(np.asarray(betas).reshape(1, -1), dtype=dtype, device=device)
+    identity = torch.eye(3, dtype=dtype, device=device).expand(1, NUM_JOINTS, 3, 3)
     with torch.no_grad():
-        rest_verts, rest_joints = smpl.lbs(betas_t, identity)
+        rest_verts, rest_joints = (x.cpu() for x in smpl.lbs(betas_t, identity))
     weights = smpl.lbs_weights.detach().cpu().numpy().astype(np.float64)
     top4 = np.argsort(-weights, axis=1)[:, :4]
     top4_weights = np.take_along_axis(weights, top4, axis=1)
@@ -414,11 +414,38 @@ def write_params_npz(path: str | os.PathLike, motion: PersonMotion, rig: Rig, an
     return path
 
 
-def load_body_model(gender: str = 'neutral') -> tuple[torch.nn.Module, str]:
-    """The SMPL layer the demo uses (official files under ``data/smpl`` else the stand-in) and its name."""
+# The SMPL arrays a PyMAF checkpoint carries (the released one and ours), under this prefix.
+_CHECKPOINT_SMPL_PREFIX = 'regressor.0.smpl.'
+_SMPL_BUFFERS = ('v_template', 'shapedirs', 'J_regressor', 'posedirs', 'lbs_weights', 'parents', 'faces_tensor')
+
+
+def load_body_model(gender: str = 'neutral', checkpoint: str | os.PathLike | None = None
+                    ) -> tuple[torch.nn.Module, str]:
+    """The SMPL layer the demo used, and its name.
+
+    Args:
+        gender: 'neutral', 'male' or 'female' (files under ``data/smpl`` or the stand-in).
+        checkpoint: a PyMAF checkpoint that carries the body model (the released one does): its arrays are
+            used, as the demo does with such a checkpoint even without ``data/smpl``.
+
+    Raises:
+        FileNotFoundError / ValueError: unreadable checkpoint, or one without the body model.
+    """
     from core.path_config import body_model_paths
     from models.smpl import SMPL
 
+    if checkpoint is not None:
+        from utils.saver import read_checkpoint
+
+        state = read_checkpoint(checkpoint)['model']
+        missing = [name for name in _SMPL_BUFFERS if _CHECKPOINT_SMPL_PREFIX + name not in state]
+        if missing:
+            raise ValueError(f'checkpoint {checkpoint} holds no body model (missing {missing}); export without '
+                             '--checkpoint to use the body model under data/')
+        smpl = SMPL(None, gender='neutral', batch_size=1)
+        for name in _SMPL_BUFFERS:
+            setattr(smpl, name, state[_CHECKPOINT_SMPL_PREFIX + name].detach().cpu().clone())
+        return smpl.eval(), 'checkpoint_neutral'
     paths = body_model_paths()
     smpl = SMPL(paths.smpl_dir, gender=gender, batch_size=1, joint_regressor_extra=paths.joint_regressor_extra)
     return smpl.eval(), ('standin' if paths.is_standin else 'smpl') + f'_{gender}'
