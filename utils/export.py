@@ -184,6 +184,7 @@ def build_rig(smpl: torch.nn.Module, betas: np.ndarray) -> Rig:
     top4 = np.argsort(-weights, axis=1)[:, :4]
     top4_weights = np.take_along_axis(weights, top4, axis=1)
     top4_weights /= np.maximum(top4_weights.sum(axis=1, keepdims=True), 1e-12)
+    top4[top4_weights == 0] = 0  # glTF: unused joint slots should point to joint 0
     return Rig(rest_verts=rest_verts[0].double().numpy(), faces=smpl.faces_tensor.cpu().numpy().astype(np.int64),
                rest_joints=rest_joints[0].double().numpy(), parents=np.asarray(SMPL_PARENTS, dtype=np.int64),
                skin_joints=top4.astype(np.int64), skin_weights=top4_weights,
@@ -272,7 +273,9 @@ def write_glb(path: str | os.PathLike, rig: Rig, anim: Animation, name: str = 'p
     position = buf.add(rig.rest_verts, _FLOAT, 3, _ARRAY_BUFFER, with_bounds=True)
     normal = buf.add(_vertex_normals(rig.rest_verts, rig.faces), _FLOAT, 3, _ARRAY_BUFFER)
     joints0 = buf.add(rig.skin_joints, _USHORT, 4, _ARRAY_BUFFER)
-    weights0 = buf.add(rig.skin_weights, _FLOAT, 4, _ARRAY_BUFFER)
+    weights_f32 = rig.skin_weights.astype(np.float32)
+    weights_f32[:, 0] += np.float32(1.0) - weights_f32.sum(axis=1, dtype=np.float32)  # sums of 1 in float32
+    weights0 = buf.add(weights_f32, _FLOAT, 4, _ARRAY_BUFFER)
     indices = buf.add(rig.faces.reshape(-1), _UINT, 1, _ELEMENT_ARRAY_BUFFER)
     inverse_bind = np.tile(np.eye(4), (NUM_JOINTS, 1, 1))
     inverse_bind[:, :3, 3] = -rig.rest_joints
