@@ -34,6 +34,9 @@ FINAL_FITS_DIR = DATA_DIR / 'final_fits'
 PRETRAINED_DIR = DATA_DIR / 'pretrained_model'
 PYMAF_CHECKPOINT = PRETRAINED_DIR / 'PyMAF_model_checkpoint.pt'
 RESNET50_IMAGENET = PRETRAINED_DIR / 'resnet50-19c8e357.pth'
+# Optional ImageNet weights of the HRNet backbones (MODEL.PyMAF.BACKBONE hr48 / hr32), standard HRNet layout.
+HRNET_IMAGENET = {'hr48': PRETRAINED_DIR / 'hrnetv2_w48_imagenet_pretrained.pth',
+                  'hr32': PRETRAINED_DIR / 'hrnetv2_w32_imagenet_pretrained.pth'}
 
 # Where the project's stand-in body model is expanded when the official SMPL files are absent.
 STANDIN_DATA_DIR = DATA_DIR / 'standin'

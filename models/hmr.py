@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from core import path_config
 from models.pose_resnet import PoseResNet
-from models.pymaf_net import NUM_BETAS, NUM_POSE_6D, load_mean_params
+from models.pymaf_net import add_ief_layers, ief_step, load_mean_params
 from utils.geometry import rot6d_to_rotmat
 
 
@@ -23,15 +23,7 @@ class HMR(nn.Module):
         self.feature_extractor = PoseResNet()
         if pretrained:
             self.feature_extractor.load_imagenet(path_config.RESNET50_IMAGENET)
-        self.fc1 = nn.Linear(2048 + NUM_POSE_6D + NUM_BETAS + 3, 1024)
-        self.drop1 = nn.Dropout()
-        self.fc2 = nn.Linear(1024, 1024)
-        self.drop2 = nn.Dropout()
-        self.decpose = nn.Linear(1024, NUM_POSE_6D)
-        self.decshape = nn.Linear(1024, NUM_BETAS)
-        self.deccam = nn.Linear(1024, 3)
-        for layer in (self.decpose, self.decshape, self.deccam):
-            nn.init.xavier_uniform_(layer.weight, gain=0.01)
+        add_ief_layers(self, 2048)
         self.register_buffer('init_pose', mean_params['pose'])
         self.register_buffer('init_shape', mean_params['shape'])
         self.register_buffer('init_cam', mean_params['cam'])
@@ -42,10 +34,7 @@ class HMR(nn.Module):
         pose, shape, cam = (self.init_pose.expand(batch, -1), self.init_shape.expand(batch, -1),
                             self.init_cam.expand(batch, -1))
         for _ in range(n_iter):
-            xc = self.drop2(self.fc2(self.drop1(self.fc1(torch.cat([feat, pose, shape, cam], dim=1)))))
-            pose = self.decpose(xc) + pose
-            shape = self.decshape(xc) + shape
-            cam = self.deccam(xc) + cam
+            pose, shape, cam = ief_step(self, feat, pose, shape, cam)
         return rot6d_to_rotmat(pose).reshape(batch, 24, 3, 3), shape, cam
 
 

@@ -35,11 +35,6 @@ GRID_SIZE = 21
 BACKBONES = ('res50',) + tuple(HRNET_WIDTHS)
 
 
-def hrnet_imagenet_path(backbone: str) -> Path:
-    """Where ImageNet weights for an HRNet backbone ('hr48', 'hr32') are looked for."""
-    return path_config.PRETRAINED_DIR / f'hrnetv2_w{HRNET_WIDTHS[backbone]}_imagenet_pretrained.pth'
-
-
 def load_mean_params(path: str | Path) -> dict[str, torch.Tensor]:
     """SPIN mean parameters: ``pose`` (1,144) 6D, ``shape`` (1,10), ``cam`` (1,3)."""
     path = Path(path)
@@ -48,6 +43,29 @@ def load_mean_params(path: str | Path) -> dict[str, torch.Tensor]:
                                 '(fetch_data.sh; see data/README.md)')
     data = np.load(path)
     return {key: torch.from_numpy(np.asarray(data[key], np.float32)).unsqueeze(0) for key in ('pose', 'shape', 'cam')}
+
+
+def add_ief_layers(module: nn.Module, feat_dim: int) -> None:
+    """Give ``module`` the HMR/SPIN error-feedback layers (fc1, drop1, fc2, drop2, decpose/shape/cam).
+
+    Attribute names are the checkpoint's; there is no nonlinearity between the fc layers, as the original.
+    """
+    module.fc1 = nn.Linear(feat_dim + NUM_POSE_6D + NUM_BETAS + 3, 1024)
+    module.drop1 = nn.Dropout()
+    module.fc2 = nn.Linear(1024, 1024)
+    module.drop2 = nn.Dropout()
+    module.decpose = nn.Linear(1024, NUM_POSE_6D)
+    module.decshape = nn.Linear(1024, NUM_BETAS)
+    module.deccam = nn.Linear(1024, 3)
+    for layer in (module.decpose, module.decshape, module.deccam):
+        nn.init.xavier_uniform_(layer.weight, gain=0.01)
+
+
+def ief_step(module: nn.Module, x: torch.Tensor, pose_6d: torch.Tensor, shape: torch.Tensor, cam: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One error-feedback update of (pose_6d (B,144), shape (B,10), cam (B,3)) from features x (B,D)."""
+    xc = module.drop2(module.fc2(module.drop1(module.fc1(torch.cat([x, pose_6d, shape, cam], dim=1)))))
+    return module.decpose(xc) + pose_6d, module.decshape(xc) + shape, module.deccam(xc) + cam
 
 
 class Regressor(nn.Module):
@@ -62,15 +80,7 @@ class Regressor(nn.Module):
         self.register_buffer('init_pose', mean_params['pose'].clone())
         self.register_buffer('init_shape', mean_params['shape'].clone())
         self.register_buffer('init_cam', mean_params['cam'].clone())
-        self.fc1 = nn.Linear(feat_dim + NUM_POSE_6D + NUM_BETAS + 3, 1024)
-        self.drop1 = nn.Dropout()
-        self.fc2 = nn.Linear(1024, 1024)
-        self.drop2 = nn.Dropout()
-        self.decpose = nn.Linear(1024, NUM_POSE_6D)
-        self.decshape = nn.Linear(1024, NUM_BETAS)
-        self.deccam = nn.Linear(1024, 3)
-        for layer in (self.decpose, self.decshape, self.deccam):
-            nn.init.xavier_uniform_(layer.weight, gain=0.01)
+        add_ief_layers(self, feat_dim)
         self.smpl = SMPL(smpl_dir, batch_size=64, create_transl=False, joint_regressor_extra=joint_regressor_extra)
 
     def forward(self, x: torch.Tensor, init_pose: torch.Tensor | None = None, init_shape: torch.Tensor | None = None,
@@ -82,11 +92,7 @@ class Regressor(nn.Module):
         pred_shape = self.init_shape.expand(batch, -1) if init_shape is None else init_shape
         pred_cam = self.init_cam.expand(batch, -1) if init_cam is None else init_cam
         for _ in range(n_iter):
-            xc = torch.cat([x, pred_pose, pred_shape, pred_cam], dim=1)
-            xc = self.drop2(self.fc2(self.drop1(self.fc1(xc))))
-            pred_pose = self.decpose(xc) + pred_pose
-            pred_shape = self.decshape(xc) + pred_shape
-            pred_cam = self.deccam(xc) + pred_cam
+            pred_pose, pred_shape, pred_cam = ief_step(self, x, pred_pose, pred_shape, pred_cam)
         return self.smpl_output(pred_pose, pred_shape, pred_cam, J_regressor)
 
     def forward_init(self, x: torch.Tensor, J_regressor: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # noqa: N803
@@ -156,7 +162,7 @@ class PyMAF(nn.Module):
             imagenet_path = path_config.RESNET50_IMAGENET
         else:
             self.feature_extractor = HRNetPyramid(HRNET_WIDTHS[self.backbone_name], res_cfg.NUM_DECONV_FILTERS[-1])
-            imagenet_path = hrnet_imagenet_path(self.backbone_name)
+            imagenet_path = path_config.HRNET_IMAGENET[self.backbone_name]
         if pretrained:
             self.feature_extractor.load_imagenet(imagenet_path)
         lin = torch.linspace(-1, 1, GRID_SIZE)
