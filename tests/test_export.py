@@ -17,8 +17,8 @@ from tools.export import main as export_main
 
 FPS = 25.0
 IMG_W, IMG_H = 640, 480
-# Person 1 is missing from frame 6 (a tracking gap); person 2 is in three frames.
-FRAMES = {1: np.array([3, 4, 5, 7, 8]), 2: np.array([0, 1, 2])}
+# Person 1 is missing from frame 6 (a tracking gap); person 2 is in three frames, person 3 in one.
+FRAMES = {1: np.array([3, 4, 5, 7, 8]), 2: np.array([0, 1, 2]), 3: np.array([10])}
 
 
 @pytest.fixture(scope='module')
@@ -287,7 +287,7 @@ def test_cli_original_format_and_errors(exported, tmp_path, capsys):
     with np.load(tmp_path / 'export' / 'person_0002_smpl.npz') as data:
         np.testing.assert_allclose(data['transl_cam'], cam_t, rtol=1e-5)
     assert export_main([str(root / 'output.npz'), '--out', str(tmp_path / 'from_npz'), '--formats', 'bvh']) == 0
-    assert sorted(p.name for p in (tmp_path / 'from_npz').iterdir()) == ['person_0001.bvh', 'person_0002.bvh']
+    assert sorted(p.name for p in (tmp_path / 'from_npz').iterdir()) == [f'person_{p:04d}.bvh' for p in FRAMES]
     assert (tmp_path / 'from_npz' / 'person_0001.bvh').read_text() == (root / 'export' / 'person_0001.bvh').read_text()
     (tmp_path / 'alone').mkdir()
     save_output_pkl({2: results[2]}, tmp_path / 'alone' / 'output.pkl')
