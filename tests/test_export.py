@@ -314,3 +314,18 @@ def test_body_model_from_checkpoint(smpl, exported, tmp_path):
     torch.save({'model': {'backbone.w': torch.zeros(1)}}, tmp_path / 'other.pt')
     assert export_main([str(root / 'output.pkl'), '--out', str(tmp_path / 'out2'),
                         '--checkpoint', str(tmp_path / 'other.pt')]) == 1
+
+
+def test_bad_rows_are_explained(smpl, tmp_path):
+    from utils.export import export_results
+
+    person = _person(smpl, np.array([0, 1, 1]), seed=5)
+    with pytest.raises(ValueError, match='several rows for frames \\[1\\]'):
+        export_results({1: person}, tmp_path, FPS, smpl=smpl)
+    person = _person(smpl, np.array([0, 1]), seed=5)
+    person['cam_t'] = None
+    person['orig_cam'] = None
+    with pytest.raises(ValueError, match='neither cam_t nor orig_cam'):
+        export_results({1: person}, tmp_path, FPS, smpl=smpl)
+    with pytest.raises(ValueError, match='unknown export formats'):
+        export_results({1: person}, tmp_path, FPS, formats=('fbx',), smpl=smpl)

@@ -160,12 +160,18 @@ def person_motions(results: dict[int, dict], img_height: float | None = None) ->
             raise ValueError(f'person {pid}: pose must be (N, 72) axis-angle, got {pose.shape}')
         cam_t = person.get('cam_t')
         if cam_t is None:
+            if person.get('orig_cam') is None:
+                raise ValueError(f'person {pid} has neither cam_t nor orig_cam: no root translation to export')
             if img_height is None:
                 raise ValueError(f'person {pid} has no cam_t (a result of the original demo?): give the image '
                                  'height (--img_height) to derive the translation from orig_cam')
             cam_t = orig_cam_to_cam_t(person['orig_cam'], int(img_height))
         frame_ids = np.asarray(person['frame_ids'], dtype=np.int64).reshape(-1)
         order = np.argsort(frame_ids, kind='stable')
+        repeated = np.unique(frame_ids[order][1:][np.diff(frame_ids[order]) == 0])
+        if len(repeated):
+            raise ValueError(f'person {pid} has several rows for frames {repeated.tolist()}; an animation needs '
+                             'one pose per frame')
         motions.append(PersonMotion(
             person_id=int(pid), frame_ids=frame_ids[order], pose_aa=pose[order].reshape(-1, NUM_JOINTS, 3),
             betas=np.asarray(person['betas'], dtype=np.float64)[order],
