@@ -21,7 +21,8 @@ from models import pymaf_net  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
+    for _ in range(3):  # warm-up: oneDNN builds its kernels on the first calls of each shape
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
