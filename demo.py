@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     smooth.add_argument('--smooth_beta', type=float, default=0.05, help='One-Euro speed coefficient')
     out = p.add_argument_group('outputs and rendering')
     out.add_argument('--save_obj', action='store_true', help='write meshes/<pid:04d>/<frame:06d>.obj')
+    out.add_argument('--export', nargs='*', choices=('glb', 'bvh', 'npz'), default=None, metavar='FORMAT',
+                     help='new: also write export/person_<id>.glb/.bvh/_smpl.npz (default all; docs/export.md)')
     out.add_argument('--no_render', action='store_true', help='skip rendering (results are still saved)')
     out.add_argument('--no_frames', action='store_true', help='new: write the video but no PNG frames')
     out.add_argument('--with_raw', action='store_true', help='put the raw frame left of the render')
@@ -151,6 +153,9 @@ def check_flags(args: argparse.Namespace) -> list[str]:
         for flag in ('smooth', 'save_obj', 'use_gt'):
             if getattr(args, flag):
                 notes.append(f'--{flag} is ignored with --recon_result_file (results are loaded, not computed)')
+        if args.export is not None:
+            notes.append('--export is ignored with --recon_result_file: run `python3 -m tools.export '
+                         f'{args.recon_result_file}` instead')
         if args.checkpoint:
             notes.append('--checkpoint is ignored with --recon_result_file')
     if args.render_ratio <= 0:
@@ -184,10 +189,10 @@ def resolve_checkpoint(args: argparse.Namespace) -> tuple[Path | None, str]:
                   f'original release and put it there, or pass --checkpoint): meshes are not meaningful')
 
 
-def model_faces(model) -> np.ndarray | None:
-    """Triangles of the body model inside the network (None for networks without one)."""
+def model_body(model):
+    """The SMPL layer inside the network (None for networks without one)."""
     regressor = getattr(model, 'regressor', None)
-    return regressor[0].smpl.faces if regressor is not None else None
+    return regressor[0].smpl if regressor is not None else None
 
 
 def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
@@ -382,8 +387,8 @@ def _find_smpl(model):
     raise DemoError('--smooth: the model holds no SMPL module to recompute the meshes')
 
 
-def save_results(args, results, out_dir, source, faces, log, timer) -> None:
-    """Write output.pkl, output.npz and the optional meshes."""
+def save_results(args, results, out_dir, source, faces, log, timer, smpl=None) -> None:
+    """Write output.pkl, output.npz, the optional meshes and the optional animation export."""
     from utils.demo_utils import save_obj, save_output_npz, save_output_pkl
 
     start = time.perf_counter()
@@ -394,6 +399,12 @@ def save_results(args, results, out_dir, source, faces, log, timer) -> None:
         for pid, res in results.items():
             for verts, f in zip(res['verts'], res['frame_ids']):
                 save_obj(out_dir / 'meshes' / f'{pid:04d}' / f'{int(f):06d}.obj', verts, faces)
+    if args.export is not None and results:
+        from utils.export import FORMATS, export_results
+
+        written = export_results(results, out_dir / 'export', source.fps, tuple(args.export) or FORMATS, smpl=smpl,
+                                 img_height=source.height, body_model='demo' if smpl is not None else None)
+        log(f'export: {len(written)} files in export/ (see docs/export.md)')
     timer.add('saving', time.perf_counter() - start, len(source))
 
 
@@ -492,8 +503,9 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
             results = load_output_pkl(args.recon_result_file)
         else:
             predictor = build_predictor(args, args.device_obj, log, model_factory)
-            if faces is None:
-                faces = model_faces(predictor.model)
+            smpl = model_body(predictor.model)
+            if faces is None and smpl is not None:
+                faces = smpl.faces
             tracks, sizes = detect_and_track(args, source, log, timer)
             if not tracks:
                 log(f'nobody was found in {input_path}: no results to save'
@@ -507,7 +519,7 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
                 from models.smpl import get_smpl_faces
 
                 faces = get_smpl_faces()
-            save_results(args, results, tmp_dir, source, faces, log, timer)
+            save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
         rendered = 0
         if not args.no_render and results:
             rendered = render(args, source, results, faces, tmp_dir, log, timer)

@@ -28,7 +28,7 @@ def test_demo_runs_with_the_real_network(tmp_path, capsys):
     video, anno = _clip(tmp_path)
     torch.manual_seed(0)
     status = demo.main(['--vid_file', str(video), '--use_gt', '--anno_file', str(anno), '--output_folder',
-                        str(tmp_path / 'out'), '--render_ratio', '0.5', '--no_frames'])
+                        str(tmp_path / 'out'), '--render_ratio', '0.5', '--no_frames', '--export'])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert captured.out.count('NOTE:') <= 1
@@ -39,6 +39,13 @@ def test_demo_runs_with_the_real_network(tmp_path, capsys):
     assert person['joints3d'].shape == (2, 49, 3) and person['orig_cam'].shape == (2, 4)
     assert np.all(np.isfinite(person['verts']))
     assert (tmp_path / 'out' / 'noise' / 'noise_result.mp4').stat().st_size > 0
+    # --export writes the animation files of the tracked person with the network's own body model.
+    exported = sorted(p.name for p in (tmp_path / 'out' / 'noise' / 'export').iterdir())
+    assert [name for name in exported if name.endswith(('.glb', '.bvh', '.npz'))] == exported
+    assert {name.rsplit('.', 1)[1] for name in exported} == {'glb', 'bvh', 'npz'}
+    smpl_npz = np.load(next((tmp_path / 'out' / 'noise' / 'export').glob('*.npz')))
+    np.testing.assert_allclose(np.concatenate([smpl_npz['global_orient'], smpl_npz['body_pose']], axis=1),
+                               person['pose'], atol=1e-5)
 
 
 def test_wrong_checkpoint_is_named(tmp_path, capsys):
