@@ -202,6 +202,7 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
     an explicit ``--checkpoint`` is loaded.
     """
     from utils.demo_utils import CheckpointMismatchError, PyMAFPredictor, checkpoint_holds_body_model, load_weights
+    from utils.saver import read_checkpoint
 
     if model_factory is not None:
         model = model_factory()
@@ -221,7 +222,11 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
         merge_cfg(args)
     body = body_model_paths()
     checkpoint, weights_desc = resolve_checkpoint(args)
-    if checkpoint is not None and checkpoint_holds_body_model(checkpoint):
+    try:
+        data = read_checkpoint(checkpoint) if checkpoint is not None else None
+    except CheckpointMismatchError as err:
+        raise DemoError(str(err)) from err
+    if data is not None and checkpoint_holds_body_model(data):
         log(f'weights and body model: {weights_desc}')
     elif getattr(body, 'is_standin', False):
         log('NOTE: using the stand-in body model (no SMPL files found under data/smpl) with '
@@ -231,7 +236,8 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
     else:
         log(f'weights: {weights_desc}')
     try:
-        return PyMAFPredictor.from_checkpoint(checkpoint, device, batch_size=args.model_batch_size,
+        return PyMAFPredictor.from_checkpoint(checkpoint, device, checkpoint_data=data,
+                                              batch_size=args.model_batch_size,
                                               bbox_scale=args.bbox_scale)
     except CheckpointMismatchError as err:
         raise DemoError(str(err)) from err

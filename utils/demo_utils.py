@@ -29,7 +29,7 @@ import torch
 
 from core.constants import FOCAL_LENGTH, IMG_RES
 from datasets.inference import crop_person
-from utils.saver import CheckpointError, load_checkpoint, read_checkpoint
+from utils.saver import CheckpointError, load_checkpoint, load_state, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +51,10 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
-def checkpoint_holds_body_model(path: str | os.PathLike) -> bool:
-    """Whether a checkpoint carries the SMPL arrays (the released PyMAF checkpoint and ours do)."""
-    return 'regressor.0.smpl.v_template' in read_checkpoint(path)['model']
+def checkpoint_holds_body_model(checkpoint: dict) -> bool:
+    """Whether a checkpoint dict (`utils.saver.read_checkpoint`) carries the SMPL arrays (the released
+    PyMAF checkpoint and ours do)."""
+    return 'regressor.0.smpl.v_template' in checkpoint['model']
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
@@ -128,21 +129,24 @@ class PyMAFPredictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike | None, device: str | torch.device = 'cpu',
-                        **kwargs) -> PyMAFPredictor:
+                        checkpoint_data: dict | None = None, **kwargs) -> PyMAFPredictor:
         """Build the default PyMAF model and load ``checkpoint`` (None keeps untrained weights).
 
         A checkpoint that carries the body model (the released one does) is used as is, with no SMPL
         files needed; otherwise the body model comes from `core.path_config.body_model_paths`.
+        ``checkpoint_data`` is the file already read with `utils.saver.read_checkpoint` (read once).
         """
         from core.path_config import body_model_paths
         from models import pymaf_net
 
-        if checkpoint is not None and checkpoint_holds_body_model(checkpoint):
+        if checkpoint is not None and checkpoint_data is None:
+            checkpoint_data = read_checkpoint(checkpoint)
+        if checkpoint_data is not None and checkpoint_holds_body_model(checkpoint_data):
             model = pymaf_net(pretrained=False, placeholder_body=True)
         else:
             model = pymaf_net(body_model_paths().smpl_mean_params, pretrained=False)
-        if checkpoint is not None:
-            load_weights(model, checkpoint)
+        if checkpoint_data is not None:
+            load_state(model, checkpoint_data, checkpoint, strict=True)
         return cls(model, device, **kwargs)
 
     @torch.no_grad()

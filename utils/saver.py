@@ -83,18 +83,24 @@ def describe_mismatch(model: torch.nn.Module, state: dict, show: int = 8) -> str
 
 def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, strict: bool = True, map_location='cpu',
                     optimizer=None) -> dict:
-    """Load weights (and optionally the optimizer state) into ``model``; returns the checkpoint dict.
+    """Load a checkpoint file into ``model`` (and ``optimizer``); returns the checkpoint dict. See `load_state`."""
+    return load_state(model, read_checkpoint(path, map_location), path, strict, optimizer)
+
+
+def load_state(model: torch.nn.Module, data: dict, source: str | os.PathLike, strict: bool = True,
+               optimizer=None) -> dict:
+    """Load an already-read checkpoint dict (`read_checkpoint`) into ``model``; returns ``data``.
 
     With ``strict`` any missing, unexpected or mis-shaped key raises `CheckpointError` naming them on one
-    line; without it, matching keys are loaded and the differences are logged.
+    line; without it, matching keys are loaded and the differences are logged. ``source`` names the
+    checkpoint in messages.
     """
-    data = read_checkpoint(path, map_location)
     state = {k.removeprefix('module.'): v for k, v in data['model'].items()}
     problems = describe_mismatch(model, state)
     if problems and strict:
-        raise CheckpointError(f'{path} is not a PyMAF checkpoint for this model: {problems}')
+        raise CheckpointError(f'{source} is not a PyMAF checkpoint for this model: {problems}')
     if problems:
-        logger.warning('%s: loading the matching keys only; %s', path, problems)
+        logger.warning('%s: loading the matching keys only; %s', source, problems)
         own = model.state_dict()
         state = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     model.load_state_dict(state, strict=strict)
