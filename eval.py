@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='report PVE; for h36m-p2 this switches to the MoSh file h36m_mosh_valid_p2.npz')
     parser.add_argument('--num_workers', type=int, default=min(8, os.cpu_count() or 1), help='data loader workers')
     parser.add_argument('--shuffle', action='store_true', help='shuffle the samples')
-    parser.add_argument('--cfg_file', default='configs/pymaf_config.yaml', help='model configuration (yaml)')
+    parser.add_argument('--cfg_file', default=None,
+                        help='model configuration (yaml; default configs/pymaf_config.yaml of the repository)')
     parser.add_argument('--misc', nargs='*', default=None, help='config overrides as KEY VALUE pairs')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: cuda when available, else cpu)')

@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--batch_size', type=int, default=32, help='images per batch')
     parser.add_argument('--num_workers', type=int, default=min(8, os.cpu_count() or 1), help='data loader workers')
     parser.add_argument('--output_dir', default='notebooks/output', help='results JSON goes to <output_dir>/results/')
-    parser.add_argument('--cfg_file', default='configs/pymaf_config.yaml', help='model configuration (yaml)')
+    parser.add_argument('--cfg_file', default=None,
+                        help='model configuration (yaml; default configs/pymaf_config.yaml of the repository)')
     parser.add_argument('--misc', nargs='*', default=None, help='config overrides as KEY VALUE pairs')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: cuda when available, else cpu)')

@@ -11,6 +11,7 @@ Conventions (those of the original PyMAF, which the released checkpoint was trai
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -205,7 +206,7 @@ def convert_crop_cam_to_orig_img(cam, bbox, img_width: float, img_height: float)
         (N, 4) ``[sx, sy, tx, ty]``: x_norm = sx (X + tx) maps to [-1, 1] across the image width,
         y likewise with sy and the height.
     """
-    lib = torch if isinstance(cam, torch.Tensor) else __import__('numpy')
+    lib = torch if isinstance(cam, torch.Tensor) else np
     cx, cy, side = bbox[:, 0], bbox[:, 1], bbox[:, 2]
     half_w, half_h = img_width / 2.0, img_height / 2.0
     sx = cam[:, 0] * side / img_width
@@ -231,7 +232,7 @@ def crop_cam_to_full_cam_t(cam, bbox_center, bbox_size, img_width: float, img_he
     Returns:
         (N, 3) translation, metres.
     """
-    lib = torch if isinstance(cam, torch.Tensor) else __import__('numpy')
+    lib = torch if isinstance(cam, torch.Tensor) else np
     s_px = cam[:, 0] * bbox_size + 1e-9
     tx = cam[:, 1] + 2 * (bbox_center[:, 0] - img_width / 2.0) / s_px
     ty = cam[:, 2] + 2 * (bbox_center[:, 1] - img_height / 2.0) / s_px
