@@ -8,7 +8,7 @@ Predictions are the final loop's rotation matrices and betas re-run through the 
 are the H36M-regressor joints of the mesh, pelvis-centred, 14 LSP joints (17 for MPI-INF-3DHP). MPJPE,
 PA-MPJPE (per-sample similarity Procrustes) and PVE (no alignment; gendered ground truth on 3DPW) are
 reported in millimetres, PCK/AUC at 150 mm on MPI-INF-3DHP, and written to a JSON file. On LSP the
-predicted silhouette is scored against the UP-3D foreground masks (the 6-part scores are not implemented).
+predicted silhouette and 6-part map are scored against the UP-3D foreground masks and part labels.
 """
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--result_file', default=None,
                         help='also save predictions: npz (pred_joints, pose, betas, camera) plus a .mat')
     parser.add_argument('--mask_dir', default=None,
-                        help='lsp only: root of the UP-3D masks (default: the upi-s1h root of core.path_config)')
+                        help='lsp only: root of the UP-3D masks and part labels (default: the upi-s1h root of '
+                             'core.path_config)')
     parser.add_argument('--json_file', default=None,
                         help='results JSON (default: results/eval_<dataset>.json)')
     parser.add_argument('--eval_pve', action='store_true',
@@ -208,59 +209,80 @@ def render_silhouettes(verts: torch.Tensor, cam_crop: torch.Tensor, faces: torch
     Returns:
         (B, res, res) bool masks.
     """
-    from utils.rasterizer import rasterize
+    from utils.part_utils import render_face_index
 
-    focal = constants.FOCAL_LENGTH
-    cam_t = torch.stack([cam_crop[:, 1], cam_crop[:, 2], 2 * focal / (res * cam_crop[:, 0] + 1e-9)], dim=-1)
-    points = verts + cam_t[:, None]
-    verts_px = torch.cat([focal * points[..., :2] / points[..., 2:] + res / 2, points[..., 2:]], dim=-1)
-    face_idx, _, _ = rasterize(verts_px.float(), faces.to(verts.device), res, res)
-    return face_idx >= 0
+    return render_face_index(verts, cam_crop, faces, res) >= 0
 
 
 class SegmentationEvaluator:
-    """LSP foreground segmentation: predicted silhouettes uncropped to the image against UP-3D masks.
+    """LSP segmentation: predicted silhouettes and part maps uncropped to the image against UP-3D labels.
 
-    Pixel accuracy and mean F1 over {background, body}, as the original. The 6-part evaluation needs the
-    original's part-colouring assets and is not implemented.
+    Foreground: pixel accuracy and mean F1 over {background, body}. Parts (samples with a ``partname``):
+    pixel accuracy and mean F1 over 7 classes (6 parts + background); ground-truth pixels labelled 255 are
+    left out of the F1 counts and count as background in the accuracy, as in the original.
 
     Args:
         smpl_neutral: neutral SMPL module.
-        mask_dir: root the ``maskname`` entries are relative to (the UP-3D ``upi-s1h`` folder).
+        mask_dir: root the ``maskname`` and ``partname`` entries are relative to (the UP-3D ``upi-s1h``
+            folder).
+        face_parts: (F,) part id of every face (`utils.part_utils.load_face_parts`); needed only when
+            samples carry a ``partname``.
     """
 
-    def __init__(self, smpl_neutral: torch.nn.Module, mask_dir: str) -> None:
+    def __init__(self, smpl_neutral: torch.nn.Module, mask_dir: str, face_parts: torch.Tensor | None = None) -> None:
         self.smpl = smpl_neutral
         self.faces = smpl_neutral.faces_tensor.long()
         self.mask_dir = mask_dir
+        self.face_parts = face_parts
         self.fg = pose_utils.SegmentationScore(num_classes=2)
+        self.parts = pose_utils.SegmentationScore(num_classes=7, ignore_index=255, accuracy_ignore_label=0)
         self.count = 0
         self.per_action = {}
+
+    def _read_label_image(self, name: str, what: str) -> np.ndarray:
+        """(H, W) uint8 label image ``name`` under ``mask_dir``."""
+        import cv2
+
+        path = os.path.join(self.mask_dir, name)
+        image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise FileNotFoundError(f'{what} not found: {path} (UP-3D upi-s1h labels; set --mask_dir)')
+        return image
 
     @torch.no_grad()
     def update(self, pred: dict, batch: dict) -> None:
         """Add one batch (see :meth:`Evaluator.update`)."""
-        import cv2
-
         from utils.imutils import uncrop
+        from utils.part_utils import parts_of_faces, render_face_index
 
         rotmat = pred['rotmat']
         verts = self.smpl(betas=pred['pred_shape'], body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1],
                           pose2rot=False).vertices
-        masks = render_silhouettes(verts, pred['pred_cam'], self.faces).cpu().numpy().astype(np.uint8)
+        face_idx = render_face_index(verts, pred['pred_cam'], self.faces)
+        masks = (face_idx >= 0).cpu().numpy().astype(np.uint8)
+        partnames = batch.get('partname', [''] * len(masks))
+        part_maps = None
+        if any(partnames):
+            if self.face_parts is None:
+                raise ValueError('the annotation has part labels (partname) but no face part table was given')
+            part_maps = parts_of_faces(face_idx, self.face_parts).cpu().numpy().astype(np.uint8)
         for i, name in enumerate(batch['maskname']):
-            path = os.path.join(self.mask_dir, name)
-            gt = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-            if gt is None:
-                raise FileNotFoundError(f'foreground mask not found: {path} (UP-3D upi-s1h masks; set --mask_dir)')
             orig_shape = tuple(int(v) for v in batch['orig_shape'][i])
-            pred_mask = uncrop(masks[i], batch['center'][i].numpy(), float(batch['scale'][i]), orig_shape)
-            self.fg.update(pred_mask > 0, gt > 0)
+            center, scale = batch['center'][i].numpy(), float(batch['scale'][i])
+            gt = self._read_label_image(name, 'foreground mask')
+            self.fg.update(uncrop(masks[i], center, scale, orig_shape) > 0, gt > 0)
+            if partnames[i]:
+                gt_parts = self._read_label_image(partnames[i], 'part label image')
+                self.parts.update(uncrop(part_maps[i], center, scale, orig_shape), gt_parts)
             self.count += 1
 
     def results(self) -> dict:
-        """Foreground accuracy and mean F1 (fractions)."""
-        return {'fg_accuracy': self.fg.accuracy, 'fg_f1': self.fg.mean_f1, 'num_samples': self.count}
+        """Foreground (and part, when labelled) accuracy and mean F1 (fractions)."""
+        out = {'fg_accuracy': self.fg.accuracy, 'fg_f1': self.fg.mean_f1}
+        if self.parts.valid:
+            out.update(parts_accuracy=self.parts.accuracy, parts_f1=self.parts.mean_f1)
+        out['num_samples'] = self.count
+        return out
 
 
 def load_eval_assets(device: torch.device) -> tuple[dict, torch.Tensor]:
@@ -298,7 +320,8 @@ def run_evaluation(model: torch.nn.Module, dataset_name: str, dataset: torch.uti
 def format_table(dataset: str, results: dict) -> str:
     """The final printout: one metric per line."""
     names = [('mpjpe_mm', 'MPJPE'), ('pa_mpjpe_mm', 'PA-MPJPE (Reconstruction Error)'), ('pve_mm', 'PVE'),
-             ('pck', 'PCK@150mm'), ('auc', 'AUC'), ('fg_accuracy', 'FG accuracy'), ('fg_f1', 'FG F1')]
+             ('pck', 'PCK@150mm'), ('auc', 'AUC'), ('fg_accuracy', 'FG accuracy'), ('fg_f1', 'FG F1'),
+             ('parts_accuracy', 'Parts accuracy'), ('parts_f1', 'Parts F1 (6 parts + BG)')]
     lines = ['*** Final Results ***', f'dataset: {dataset}  samples: {results["num_samples"]}']
     lines += [f'{label:32s} {results[key]:.2f}' if key.endswith('_mm') else f'{label:32s} {results[key]:.3f}'
               for key, label in names if key in results]
@@ -310,6 +333,10 @@ def _protocol(dataset: str) -> dict:
     if dataset == 'lsp':
         return {'segmentation': 'predicted mesh silhouette (crop camera, f = 5000 px) uncropped to the image, '
                                 'pixel accuracy and mean F1 over background/body against the UP-3D masks',
+                'parts': 'part map of the same render (each face\'s part from vertex_texture.npy through '
+                         'cube_parts.npy, floor(100 * colour) lookup) uncropped to the image, against the '
+                         'UP-3D 6-part labels: pixel accuracy over all pixels (GT 255 counted as background) '
+                         'and mean F1 over 7 classes (6 parts + background, GT 255 pixels left out)',
                 'prediction': PROTOCOL_TEXT['prediction']}
     return dict(PROTOCOL_TEXT,
                 joints_selected='J17 (H36M_TO_J17)' if dataset == 'mpi-inf-3dhp' else 'J14 (H36M_TO_J14)',
@@ -329,12 +356,16 @@ def main(args: argparse.Namespace) -> dict:
     model = build_model(args, device)
     smpl_models, j_regressor = load_eval_assets(device)
     if args.dataset == 'lsp':
-        mask_dir = args.mask_dir
-        if mask_dir is None:
-            from core import path_config
+        from core import path_config
+        from utils.part_utils import load_face_parts
 
-            mask_dir = path_config.DATASET_FOLDERS['upi-s1h']
-        evaluator = SegmentationEvaluator(smpl_models['neutral'], mask_dir)
+        mask_dir = args.mask_dir if args.mask_dir is not None else path_config.DATASET_FOLDERS['upi-s1h']
+        face_parts = None
+        if dataset.partname is not None:
+            paths = path_config.body_model_paths()
+            face_parts = load_face_parts(paths.vertex_texture, paths.cube_parts,
+                                         num_faces=len(smpl_models['neutral'].faces_tensor)).to(device)
+        evaluator = SegmentationEvaluator(smpl_models['neutral'], mask_dir, face_parts=face_parts)
     else:
         evaluator = Evaluator(args.dataset, smpl_models, j_regressor, args.eval_pve)
     results = run_evaluation(model, args.dataset, dataset, device, evaluator, batch_size=args.batch_size,

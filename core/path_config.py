@@ -25,6 +25,7 @@ MESH_DOWNSAMPLING = DATA_DIR / 'mesh_downsampling.npz'
 UV_DATA_DIR = DATA_DIR / 'UV_data'
 UV_PROCESSED = UV_DATA_DIR / 'UV_Processed.mat'
 UV_SYMMETRY = UV_DATA_DIR / 'UV_symmetry_transforms.mat'
+# SPIN's part colouring of the mesh faces (LSP part evaluation; see utils/part_utils.py).
 CUBE_PARTS_FILE = DATA_DIR / 'cube_parts.npy'
 VERTEX_TEXTURE_FILE = DATA_DIR / 'vertex_texture.npy'
 STATIC_FITS_DIR = DATA_DIR / 'static_fits'
@@ -124,6 +125,8 @@ class BodyModelPaths:
     mesh_downsampling: Path
     uv_processed: Path
     uv_symmetry: Path
+    vertex_texture: Path
+    cube_parts: Path
     is_standin: bool
 
 
@@ -157,5 +160,7 @@ def body_model_paths(data_dir: str | os.PathLike | None = None) -> BodyModelPath
         mesh_downsampling=base / 'mesh_downsampling.npz',
         uv_processed=base / 'UV_data' / 'UV_Processed.mat',
         uv_symmetry=base / 'UV_data' / 'UV_symmetry_transforms.mat',
+        vertex_texture=base / VERTEX_TEXTURE_FILE.name,
+        cube_parts=base / CUBE_PARTS_FILE.name,
         is_standin=is_standin,
     )

@@ -13,7 +13,7 @@ import eval as eval_script
 import eval_coco
 from datasets import synthetic
 from datasets.base_dataset import BaseDataset
-from utils.geometry import batch_rodrigues
+from tests.lsp_helpers import crop_camera, neutral_bodies, perfect_prediction
 
 
 @pytest.fixture(scope='module')
@@ -41,21 +41,13 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def _perfect_prediction(batch: dict) -> dict:
-    pose = batch['pose'].float()
-    rotmat = batch_rodrigues(pose.reshape(-1, 3)).reshape(-1, 24, 3, 3)
-    n = len(pose)
-    return {'rotmat': rotmat, 'pred_shape': batch['betas'].float(), 'pred_cam': torch.zeros(n, 3),
-            'theta': torch.cat([torch.zeros(n, 3), batch['betas'].float(), pose], dim=1)}
-
-
 def test_perfect_predictions_give_zero_errors(synth_set, assets):
     out, npz = synth_set
     smpl_models, j_regressor = assets
     same_body = {g: smpl_models['neutral'] for g in ('neutral', 'male', 'female')}
     evaluator = eval_script.Evaluator('3dpw', same_body, j_regressor, eval_pve=True)
     batch = next(iter(torch.utils.data.DataLoader(BaseDataset('3dpw', npz_path=npz, img_dir=out), batch_size=6)))
-    evaluator.update(_perfect_prediction(batch), batch)
+    evaluator.update(perfect_prediction(batch), batch)
     results = evaluator.results()
     assert results['num_samples'] == 6
     assert results['mpjpe_mm'] < 1e-3 and results['pa_mpjpe_mm'] < 1e-3 and results['pve_mm'] < 1e-3
@@ -117,31 +109,20 @@ def test_coco_model_predictor_shapes(synth_set, checkpoint, assets):
     assert kp.shape == (2, 17, 2) and torch.all(torch.isfinite(kp))
 
 
-def _crop_camera(data: dict, i: int, body_depth: float, img_w: int, img_h: int) -> torch.Tensor:
-    """Weak-perspective crop camera [s, tx, ty] that reproduces sample i's full-image camera in its crop."""
-    k = 224 / (200 * data['scale'][i])
-    s = data['focal_length'][i] * k / (112 * body_depth)
-    tx = data['cam_t'][i, 0] + k * (img_w / 2 - 0.5 - data['center'][i, 0]) / (112 * s)
-    ty = data['cam_t'][i, 1] + k * (img_h / 2 - 0.5 - data['center'][i, 1]) / (112 * s)
-    return torch.tensor([s, tx, ty], dtype=torch.float32)
-
-
 def test_lsp_foreground_segmentation_of_exact_meshes(tmp_path, assets):
     smpl_models, _ = assets
     neutral = smpl_models['neutral']
-    bodies = synthetic.load_body_models()
-    bodies.models = {g: bodies.models['neutral'] for g in ('male', 'female', 'neutral')}
     out = str(tmp_path / 'lsp')
     # Bodies on the optical axis seen from far away: the crop camera then reproduces the image camera.
     npz = synthetic.generate_dataset(out, num_samples=4, seed=5, img_width=200, img_height=240, save_masks=True,
-                                     focal_range=(8.0, 8.5), max_offset=0.0, bodies=bodies)
+                                     focal_range=(8.0, 8.5), max_offset=0.0, bodies=neutral_bodies())
     data = dict(np.load(npz))
     batch = next(iter(torch.utils.data.DataLoader(BaseDataset('lsp', npz_path=npz, img_dir=out), batch_size=4)))
-    pred = _perfect_prediction(batch)
+    pred = perfect_prediction(batch)
     pose = batch['pose'].float()
     verts = neutral(betas=batch['betas'].float(), body_pose=pose[:, 3:], global_orient=pose[:, :3]).vertices
     depth = data['cam_t'][:, 2] + verts[:, :, 2].mean(dim=1).numpy()
-    pred['pred_cam'] = torch.stack([_crop_camera(data, i, depth[i], 200, 240) for i in range(4)])
+    pred['pred_cam'] = torch.stack([crop_camera(data, i, depth[i], 200, 240) for i in range(4)])
     good = eval_script.SegmentationEvaluator(neutral, mask_dir=out)
     good.update(pred, batch)
     # Not 1.0: the original's crop window is truncated to whole pixels, which shifts pasted masks by < 1 px.

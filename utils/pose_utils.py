@@ -121,14 +121,18 @@ class RunningAverage:
 class SegmentationScore:
     """Pixel accuracy and mean F1 over classes, accumulated over images (LSP foreground and parts).
 
-    Pixels whose ground truth equals ``ignore_index`` are left out of every count (the UP-3D part labels
-    mark unlabelled pixels with 255). The per-class F1 is 2TP / (2TP + FP + FN) over all accumulated
-    pixels, and the mean is taken over all ``num_classes`` classes, background included.
+    Pixels whose ground truth equals ``ignore_index`` are left out of the F1 counts (the UP-3D part labels
+    mark unlabelled pixels with 255). They are left out of the accuracy too, unless
+    ``accuracy_ignore_label`` is set: then they stay in it with that ground-truth class, as the original's
+    LSP parts accuracy does (255 counts as background, 0). The per-class F1 is 2TP / (2TP + FP + FN) over
+    all accumulated pixels, and the mean is taken over all ``num_classes`` classes, background included.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int | None = None) -> None:
+    def __init__(self, num_classes: int, ignore_index: int | None = None,
+                 accuracy_ignore_label: int | None = None) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        self.accuracy_ignore_label = accuracy_ignore_label
         self.correct = 0
         self.valid = 0
         self.tp = np.zeros(num_classes)
@@ -143,8 +147,13 @@ class SegmentationScore:
             raise ValueError(f'label maps differ in shape: {pred_labels.shape} vs {gt_labels.shape}')
         valid = np.ones(gt_labels.shape, dtype=bool) if self.ignore_index is None else gt_labels != self.ignore_index
         pred, gt = pred_labels[valid], gt_labels[valid]
-        self.correct += int((pred == gt).sum())
-        self.valid += int(valid.sum())
+        if self.accuracy_ignore_label is None:
+            self.correct += int((pred == gt).sum())
+            self.valid += int(valid.sum())
+        else:
+            gt_acc = np.where(valid, gt_labels, self.accuracy_ignore_label)
+            self.correct += int((pred_labels == gt_acc).sum())
+            self.valid += int(gt_labels.size)
         for c in range(self.num_classes):
             self.tp[c] += np.sum((pred == c) & (gt == c))
             self.fp[c] += np.sum((pred == c) & (gt != c))
@@ -152,7 +161,7 @@ class SegmentationScore:
 
     @property
     def accuracy(self) -> float:
-        """Share of correctly labelled valid pixels."""
+        """Share of correctly labelled counted pixels."""
         return self.correct / self.valid if self.valid else float('nan')
 
     @property
