@@ -34,6 +34,16 @@ _C.TRAIN.VAL_LOOP = True           # validate every feedback iteration's output,
 _C.TRAIN.NUM_WORKERS = 16          # data-loader workers
 _C.TRAIN.BATCH_SIZE = 64           # batch size (divided among processes under DDP)
 _C.TRAIN.PIN_MEMORY = True         # pinned host memory for the data loader
+_C.TRAIN.LOG_FREQ = 100            # write the loss scalars to TensorBoard every N steps (the original's 100)
+_C.TRAIN.SAVE_EVERY = 1            # also keep model_epoch_<e>.pt (weights only) every N epochs (0: only latest and best)
+_C.TRAIN.VIS_SAMPLES = 16          # samples per TensorBoard image grid (the original's 16)
+_C.TRAIN.AMP = 'none'              # mixed precision of the forward pass: 'none' (fp32), 'bf16' or 'fp16' (CUDA only)
+_C.TRAIN.CHANNELS_LAST = False     # channels-last memory format for the model and the images
+_C.TRAIN.SYNC_BN = True            # synchronised batch norm across processes (CUDA only; CPU runs keep plain BN)
+_C.TRAIN.BAD_SAMPLE_POLICY = 'skip'  # unreadable sample or non-finite loss: 'skip' (report, count, go on) or 'stop'
+_C.TRAIN.MAX_SKIPPED = 1000        # with 'skip', stop once more samples/steps than this were skipped (-1: never)
+_C.TRAIN.MIXED_PARTITION = 'eft'   # mixed-data ratios: 'eft' (0.5 H36M / 0.3 in-the-wild / 0.2 MPI-INF) or 'conference'
+_C.TRAIN.FITS_DIR = ''             # folder of SMPL fits (<dataset>.npy or .npz) replacing the 2D sets' labels; '' = none
 
 _C.TEST = CN()
 _C.TEST.BATCH_SIZE = 32            # evaluation batch size
@@ -47,6 +57,7 @@ _C.LOSS.VERT_W = 0.0               # vertex loss weight (0: off, as released)
 _C.LOSS.INDEX_WEIGHTS = 2.0        # defined but never applied by the original (IUV index CE has weight 1)
 _C.LOSS.PART_WEIGHTS = 0.3         # defined but never applied by the original (IUV part CE has weight 1)
 _C.LOSS.POINT_REGRESSION_WEIGHTS = 0.5  # IUV U/V regression weight
+_C.LOSS.APPLY_IUV_CE_WEIGHTS = False  # False as released (IUV index/part CE weight 1); True applies the two weights above
 
 _C.MODEL = CN()
 _C.MODEL.PyMAF = CN()

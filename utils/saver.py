@@ -21,8 +21,11 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=None, epoch: int = 0, step: int = 0,
-                    cfg=None, extra: dict | None = None, batch_size: int | None = None) -> Path:
-    """Write a self-describing checkpoint atomically; returns its path."""
+                    cfg=None, extra: dict | None = None, batch_size: int | None = None, batch_idx: int = 0) -> Path:
+    """Write a self-describing checkpoint atomically; returns its path.
+
+    ``epoch`` and ``batch_idx`` say where training stands: ``batch_idx`` batches of epoch ``epoch`` are done.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = model.module if hasattr(model, 'module') else model
@@ -30,7 +33,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=N
         'model': module.state_dict(),
         'optimizer': optimizer.state_dict() if optimizer is not None else None,
         'epoch': epoch,
-        'batch_idx': 0,
+        'batch_idx': batch_idx,
         'batch_size': batch_size,
         'total_step_count': step,
         'cfg': cfg.dump() if cfg is not None else None,

@@ -1,0 +1,574 @@
+"""PyMAF training: the original's step (facts §7), resumable to the sample, on one CPU or many GPUs.
+
+One `Trainer` runs one process of a run: it builds the model, optimiser and data, renders the DensePose
+labels on the fly (`utils.iuv_renderer`, no compiled renderer), computes the losses (`core.losses`),
+validates after every epoch with eval.py's protocol, writes TensorBoard summaries and checkpoints. Under
+torchrun each process runs a `Trainer`; rank 0 logs, validates and saves.
+
+A run is resumable exactly: checkpoints hold the model, optimiser, scheduler, epoch, the batch reached in
+the epoch, the run seed and every RNG state, and each sample's augmentation is seeded by its position in
+the epoch (`datasets.sampling`). Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves
+``model_latest.pt`` and exits; checkpoints are written atomically, so a crash never leaves a torn file.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from core import constants, losses, path_config
+from datasets.base_dataset import AugmentOptions, BaseDataset
+from datasets.mixed_dataset import MixedDataset, apply_fits
+from datasets.sampling import ResumableSampler, SeededSamples, collate_skipping_bad, loader_seed_generator
+from utils import train_utils
+from utils.geometry import estimate_translation, projection, rotation_matrix_to_angle_axis
+from utils.iuvmap import iuv_img2map, iuv_map2img
+from utils.saver import load_checkpoint, read_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_LATEST = 'model_latest.pt'
+CHECKPOINT_BEST = 'model_best.pt'
+
+
+class BadDataError(RuntimeError):
+    """A bad sample or a non-finite loss met the 'stop' policy, or too many were skipped."""
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, 'module') else model
+
+
+def hmr_outputs(rotmat: torch.Tensor, betas: torch.Tensor, cam: torch.Tensor, smpl: torch.nn.Module) -> dict:
+    """The HMR baseline's prediction in the form of one PyMAF ``smpl_out`` entry (see `Regressor.smpl_output`)."""
+    batch = rotmat.shape[0]
+    out = smpl(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False)
+    pose_aa = rotation_matrix_to_angle_axis(rotmat.reshape(-1, 3, 3)).reshape(batch, 72)
+    return {'theta': torch.cat([cam, betas, pose_aa], dim=1), 'verts': out.vertices, 'kp_2d': projection(out.joints, cam),
+            'kp_3d': out.joints, 'smpl_kp_3d': out.smpl_joints, 'rotmat': rotmat, 'pred_cam': cam,
+            'pred_shape': betas}
+
+
+def compute_losses(preds: list[dict], dp_out: list[dict], targets: dict, cfg, openpose_weight: float,
+                   gt_weight: float) -> dict[str, torch.Tensor]:
+    """Weighted loss terms of one batch (facts §7); their plain sum is the training loss.
+
+    Args:
+        preds: the feedback loop's outputs to supervise (PyMAF: ``smpl_out[1:]``; HMR: its one output).
+        dp_out: the IUV head's outputs (empty without the auxiliary head).
+        targets: from `Trainer.prepare_targets`.
+        cfg: the run's config (``LOSS`` weights).
+        openpose_weight, gt_weight: 2D keypoint set weights.
+
+    Returns:
+        ``{name: weighted scalar}`` with the original's names (``loss_keypoints_1``, ``loss_IndexUV-1``...).
+    """
+    w = cfg.LOSS
+    out = {}
+    has_smpl = targets['has_smpl']
+    for level, pred in enumerate(preds, start=1):
+        pose_loss, betas_loss = losses.smpl_losses(pred['rotmat'], pred['pred_shape'], targets['pose'],
+                                                   targets['betas'], has_smpl)
+        out[f'loss_regr_pose_{level}'] = w.POSE_W * pose_loss
+        out[f'loss_regr_betas_{level}'] = w.SHAPE_W * betas_loss
+        out[f'loss_keypoints_{level}'] = w.KP_2D_W * losses.keypoint_2d_loss(
+            pred['kp_2d'], targets['keypoints'], openpose_weight, gt_weight)
+        out[f'loss_keypoints_3d_{level}'] = w.KP_3D_W * losses.keypoint_3d_loss(
+            pred['kp_3d'], targets['pose_3d'], targets['has_pose_3d'])
+        if w.VERT_W > 0:
+            out[f'loss_shape_{level}'] = w.VERT_W * losses.vertex_loss(pred['verts'], targets['verts'], has_smpl)
+        out[f'loss_cam_{level}'] = losses.camera_loss(pred['pred_cam'])
+    for i, head in enumerate(dp_out):
+        suffix = i - len(dp_out)
+        valid = has_smpl > 0
+        if valid.any():
+            maps = targets['iuv_maps']
+            size = head['predict_u'].shape[-2:]
+            pred_valid = {k: v[valid] for k, v in head.items()}
+            if maps[0].shape[-2:] != size:
+                maps = iuv_img2map(torch.nn.functional.interpolate(targets['iuv'], size=size, mode='nearest'))
+            index_gt, ann_gt, u_gt, v_gt = (m[valid] for m in maps)
+            terms = losses.body_uv_losses(pred_valid, index_gt, ann_gt, u_gt, v_gt, w.POINT_REGRESSION_WEIGHTS)
+        else:
+            zero = sum(v.sum() for v in head.values()) * 0.0
+            terms = {'index': zero, 'ann': zero, 'u': zero, 'v': zero}
+        index_w, part_w = (w.INDEX_WEIGHTS, w.PART_WEIGHTS) if w.APPLY_IUV_CE_WEIGHTS else (1.0, 1.0)
+        out[f'loss_IndexUV{suffix}'] = index_w * terms['index']
+        out[f'loss_segAnn{suffix}'] = part_w * terms['ann']
+        out[f'loss_U{suffix}'] = terms['u']
+        out[f'loss_V{suffix}'] = terms['v']
+    return out
+
+
+class StopRequest:
+    """SIGINT/SIGTERM handler: the first signal asks the loop to save and stop; a second one interrupts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self) -> StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handler, the default behaviour stays
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning('%s received: finishing this step, saving %s and stopping (again to abort at once)',
+                       signal.Signals(signum).name, CHECKPOINT_LATEST)
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """One process of a training run (see the module docstring).
+
+    Args:
+        args: train.py's options (`core.train_options`).
+        cfg: the run's merged config (the global ``core.cfgs.cfg``).
+        info: this process's place in the run (`utils.train_utils.init_distributed`).
+        log_dir: experiment folder (rank 0; None on the others).
+    """
+
+    def __init__(self, args, cfg, info: train_utils.DistInfo, log_dir: Path | None) -> None:
+        self.args = args
+        self.cfg = cfg
+        self.info = info
+        self.device = info.device
+        self.log_dir = log_dir
+        self.stop = StopRequest()
+        resume_state = read_checkpoint(log_dir_checkpoint(args.log_dir), map_location='cpu') if args.resume else None
+        self.seed = resume_state['seed'] if resume_state else train_utils.shared_seed(cfg.SEED_VALUE, info)
+        train_utils.seed_everything(self.seed)
+
+        if cfg.TRAIN.BAD_SAMPLE_POLICY not in ('skip', 'stop'):
+            raise ValueError(f"TRAIN.BAD_SAMPLE_POLICY must be 'skip' or 'stop', got {cfg.TRAIN.BAD_SAMPLE_POLICY!r}")
+        if cfg.TRAIN.AMP not in ('none', 'bf16', 'fp16'):
+            raise ValueError(f"TRAIN.AMP must be 'none', 'bf16' or 'fp16', got {cfg.TRAIN.AMP!r}")
+        if cfg.TRAIN.AMP == 'fp16' and self.device.type != 'cuda':
+            raise ValueError('TRAIN.AMP fp16 needs a GPU; on CPU use bf16')
+        self.batch_size = max(1, cfg.TRAIN.BATCH_SIZE // info.world_size)
+        self.body_paths = path_config.body_model_paths()
+        self._build_model()
+        self._build_data()
+        self.smpl = self._gt_body_model()
+        self.iuv_renderer = self._iuv_renderer() if self.aux_supervision else None
+        self.scaler = torch.amp.GradScaler('cuda') if cfg.TRAIN.AMP == 'fp16' else None
+
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.skipped = 0
+        self.best_pa_mpjpe = float('inf')
+        if resume_state:
+            self._resume(resume_state)
+        elif args.pretrained_checkpoint:
+            load_checkpoint(unwrap(self.model), args.pretrained_checkpoint, strict=True, map_location='cpu')
+            logger.info('initialised from %s', args.pretrained_checkpoint)
+        self._wrap_distributed()
+        self.writer = self._summary_writer()
+        self.timings = defaultdict(float)
+
+    # ----------------------------------------------------------------------------------------------- setup
+    def _build_model(self) -> None:
+        from models import hmr, pymaf_net
+
+        torch.manual_seed(self.seed)
+        if self.args.regressor == 'pymaf_net':
+            model = pymaf_net(path_config.SMPL_MEAN_PARAMS, pretrained=True)
+            self.aux_supervision = bool(model.aux_supv_on)
+        else:
+            model = hmr(path_config.SMPL_MEAN_PARAMS, pretrained=True)
+            self.aux_supervision = False
+        # smplx's per-model pose/shape parameters are in the checkpoint but never used: not trained.
+        for name, param in model.named_parameters():
+            if '.smpl.' in f'.{name}':
+                param.requires_grad_(False)
+        model = model.to(self.device)
+        if self.cfg.TRAIN.CHANNELS_LAST:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                          lr=self.cfg.SOLVER.BASE_LR, weight_decay=0)
+        milestones = list(self.cfg.SOLVER.EPOCHS[1:])
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=milestones,
+                                                              gamma=self.cfg.SOLVER.GAMMA)
+        torch.manual_seed(self.seed + self.info.rank)
+
+    def _wrap_distributed(self) -> None:
+        if not self.info.distributed:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.device.type == 'cuda' and self.cfg.TRAIN.SYNC_BN:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        elif self.cfg.TRAIN.SYNC_BN:
+            logger.info('synchronised batch norm needs GPUs; CPU processes keep per-process batch norm')
+        device_ids = [self.device.index] if self.device.type == 'cuda' else None
+        self.model = DistributedDataParallel(self.model, device_ids=device_ids, find_unused_parameters=True)
+
+    def _options(self) -> AugmentOptions:
+        a = self.args
+        return AugmentOptions(img_res=a.img_res, rot_factor=a.rot_factor, noise_factor=a.noise_factor,
+                              scale_factor=a.scale_factor)
+
+    def _build_data(self) -> None:
+        args = self.args
+        if args.single_dataset or args.train_npz:
+            dataset = BaseDataset(args.single_dataname, is_train=True, options=self._options(),
+                                  npz_path=args.train_npz, img_dir=args.train_img_dir)
+            if self.cfg.TRAIN.FITS_DIR and args.single_dataname != 'h36m':
+                apply_fits(dataset, self.cfg.TRAIN.FITS_DIR)
+        else:
+            dataset = MixedDataset(self.cfg.TRAIN.MIXED_PARTITION, options=self._options(),
+                                   fits_dir=self.cfg.TRAIN.FITS_DIR)
+        self.train_ds = dataset
+        self.sampler = ResumableSampler(len(dataset), self.batch_size, seed=self.seed, shuffle=True,
+                                        num_replicas=self.info.world_size, rank=self.info.rank)
+        workers = max(0, self.cfg.TRAIN.NUM_WORKERS // self.info.world_size)
+        self.train_loader = DataLoader(SeededSamples(dataset), batch_size=self.batch_size, sampler=self.sampler,
+                                       num_workers=workers, collate_fn=collate_skipping_bad,
+                                       pin_memory=self.cfg.TRAIN.PIN_MEMORY and self.device.type == 'cuda',
+                                       generator=loader_seed_generator(self.seed), drop_last=True)
+        self.val_ds = None
+        if args.eval_dataset and args.eval_dataset.lower() != 'none' and self.info.is_main:
+            self.val_ds = BaseDataset(args.eval_dataset, is_train=False, options=AugmentOptions(img_res=args.img_res),
+                                      npz_path=args.eval_npz, img_dir=args.eval_img_dir)
+            self._load_eval_assets()
+
+    def _load_eval_assets(self) -> None:
+        from eval import load_eval_assets
+
+        self.eval_smpl, self.j_regressor_h36m = load_eval_assets(self.device)
+
+    def _gt_body_model(self) -> torch.nn.Module:
+        from models.smpl import SMPL
+
+        smpl = SMPL(self.body_paths.smpl_dir, batch_size=1, joint_regressor_extra=self.body_paths.joint_regressor_extra)
+        return smpl.to(self.device).eval()
+
+    def _iuv_renderer(self):
+        from utils.iuv_renderer import IUV_Renderer
+
+        return IUV_Renderer(self.body_paths.uv_processed, focal_length=constants.FOCAL_LENGTH,
+                            orig_size=self.args.img_res, output_size=self.cfg.MODEL.PyMAF.DP_HEATMAP_SIZE,
+                            device=self.device)
+
+    def _summary_writer(self):
+        if not self.info.is_main or self.log_dir is None:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(self.log_dir / 'tb_summary'), purge_step=self.step if self.step else None)
+        writer.add_text('command_args', '  \n'.join(f'{k}: {v}' for k, v in vars(self.args).items()), self.step)
+        return writer
+
+    # ------------------------------------------------------------------------------------------ one step
+    @torch.no_grad()
+    def prepare_targets(self, batch: dict) -> dict:
+        """Ground truth of a batch on the training device: labels, GT mesh and joints, GT camera, IUV maps.
+
+        The GT camera is the translation that best projects the GT SMPL joints onto the GT 2D keypoints
+        (focal 5000 px in the crop); the IUV maps are rendered with it from the GT mesh for samples with SMPL
+        labels and are empty (background) for the others.
+        """
+        dev = self.device
+        pose = batch['pose'].to(dev).float()
+        betas = batch['betas'].to(dev).float()
+        gt = self.smpl(betas=betas, body_pose=pose[:, 3:], global_orient=pose[:, :3])
+        keypoints = batch['keypoints'].to(dev).float()
+        kp_px = keypoints.clone()
+        kp_px[..., :2] = 0.5 * self.args.img_res * (kp_px[..., :2] + 1)
+        cam_t = estimate_translation(gt.joints, kp_px, constants.FOCAL_LENGTH, self.args.img_res)
+        cam = torch.stack([2 * constants.FOCAL_LENGTH / (self.args.img_res * cam_t[:, 2] + 1e-9),
+                           cam_t[:, 0], cam_t[:, 1]], dim=-1)
+        targets = {'pose': pose, 'betas': betas, 'keypoints': keypoints, 'verts': gt.vertices, 'cam': cam,
+                   'pose_3d': batch['pose_3d'].to(dev).float(), 'has_smpl': batch['has_smpl'].to(dev).float(),
+                   'has_pose_3d': batch['has_pose_3d'].to(dev).float()}
+        if self.iuv_renderer is not None:
+            start = time.perf_counter()
+            size = self.cfg.MODEL.PyMAF.DP_HEATMAP_SIZE
+            iuv = torch.zeros(len(pose), 3, size, size, device=dev)
+            valid = targets['has_smpl'] > 0
+            if valid.any():
+                iuv[valid] = self.iuv_renderer(gt.vertices[valid], cam[valid])
+            targets['iuv'] = iuv
+            targets['iuv_maps'] = iuv_img2map(iuv)
+            self.timings['iuv_render_s'] += time.perf_counter() - start
+        return targets
+
+    def _autocast(self):
+        if self.cfg.TRAIN.AMP == 'none':
+            return nullcontext()
+        dtype = torch.bfloat16 if self.cfg.TRAIN.AMP == 'bf16' else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def forward(self, images: torch.Tensor) -> tuple[list[dict], list[dict]]:
+        """``(supervised smpl outputs, IUV head outputs)`` of a batch of crops, in fp32."""
+        with self._autocast():
+            if self.args.regressor == 'pymaf_net':
+                preds_dict, _ = self.model(images)
+                smpl_out, dp_out = preds_dict['smpl_out'][1:], preds_dict['dp_out']
+            else:
+                rotmat, betas, cam = self.model(images)
+                smpl_out, dp_out = [(rotmat, betas, cam)], []
+        if self.args.regressor != 'pymaf_net':
+            rotmat, betas, cam = (t.float() for t in smpl_out[0])
+            smpl_out = [hmr_outputs(rotmat, betas, cam, self.smpl)]
+
+        def as_fp32(d: dict) -> dict:
+            return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in d.items()}
+        return [as_fp32(p) for p in smpl_out], [as_fp32(d) for d in dp_out]
+
+    def train_step(self, batch: dict) -> dict | None:
+        """One optimisation step; returns the loss values and what visualisation needs, or None if skipped."""
+        self._check_bad_samples(batch['bad_samples'])
+        has_data = 'img' in batch
+        ok = train_utils.all_ranks_agree(has_data, self.info)
+        if not ok:
+            self._skip(f'step {self.step}: no readable sample in a batch of some process')
+            return None
+        images = batch['img'].to(self.device, non_blocking=True)
+        if self.cfg.TRAIN.CHANNELS_LAST:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = self.prepare_targets(batch)
+        self.model.train()
+        preds, dp_out = self.forward(images)
+        loss_terms = compute_losses(preds, dp_out, targets, self.cfg, self.args.openpose_train_weight,
+                                    self.args.gt_train_weight)
+        loss = sum(loss_terms.values())
+        finite = bool(torch.isfinite(loss).item())
+        if not train_utils.all_ranks_agree(finite, self.info):
+            bad_terms = [k for k, v in loss_terms.items() if not torch.isfinite(v)]
+            names = ', '.join(str(n) for n in batch['imgname'])
+            self._skip(f'step {self.step}: non-finite loss ({", ".join(bad_terms) or "on another process"}) '
+                       f'on samples {names}')
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        values = {k: float(v.detach()) for k, v in loss_terms.items()}
+        values['loss'] = float(loss.detach())
+        return {'losses': values, 'images': images, 'targets': targets, 'preds': preds, 'dp_out': dp_out}
+
+    def _skip(self, message: str) -> None:
+        if self.cfg.TRAIN.BAD_SAMPLE_POLICY == 'stop':
+            raise BadDataError(message + " (TRAIN.BAD_SAMPLE_POLICY is 'stop'; 'skip' reports and goes on)")
+        self.skipped += 1
+        logger.warning('skipped: %s (%d skipped so far)', message, self.skipped)
+        limit = self.cfg.TRAIN.MAX_SKIPPED
+        if 0 <= limit < self.skipped:
+            raise BadDataError(f'more than TRAIN.MAX_SKIPPED={limit} bad samples or steps; last: {message}')
+
+    def _check_bad_samples(self, bad: list[str]) -> None:
+        for message in bad:
+            self._skip(f'bad sample in {self.train_ds.__class__.__name__} '
+                       f'{getattr(self.train_ds, "dataset", "")}: {message}')
+
+    # ------------------------------------------------------------------------------------------ the loop
+    def fit(self) -> dict:
+        """Train until ``--num_epochs`` or ``--max_steps``; returns the last validation results (rank 0)."""
+        results = {}
+        with self.stop:
+            while self.epoch < self.args.num_epochs and not self._done():
+                if not self.train_epoch():
+                    break
+                results = self.end_of_epoch()
+        if self.writer is not None:
+            self.writer.flush()
+        return results
+
+    def _done(self) -> bool:
+        return self.stop.requested or (self.args.max_steps > 0 and self.step >= self.args.max_steps)
+
+    def train_epoch(self) -> bool:
+        """Train the rest of the current epoch; False when stopped early (checkpoint saved)."""
+        from tqdm import tqdm
+
+        self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+        loader = iter(self.train_loader)
+        total = self.sampler.batches_per_epoch
+        bar = tqdm(total=total, initial=self.batch_in_epoch, desc=f'epoch {self.epoch}', dynamic_ncols=True,
+                   disable=not self.info.is_main)
+        while self.batch_in_epoch < total:
+            if self._done():
+                bar.close()
+                self.save(CHECKPOINT_LATEST)
+                return False
+            start = time.perf_counter()
+            batch = next(loader)
+            self.timings['data_s'] += time.perf_counter() - start
+            out = self.train_step(batch)
+            self.timings['step_s'] += time.perf_counter() - start
+            self.timings['samples'] += len(batch.get('imgname', []))
+            self.batch_in_epoch += 1
+            self.step += 1
+            bar.update(1)
+            if out is not None:
+                bar.set_postfix(loss=f'{out["losses"]["loss"]:.4f}')
+                self.log_step(out)
+        bar.close()
+        return True
+
+    def end_of_epoch(self) -> dict:
+        """Validate (rank 0), step the LR schedule, save latest/epoch/best checkpoints."""
+        results = self.validate() if self.val_ds is not None else {}
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.scheduler.step()
+        if self.writer is not None:
+            self.writer.add_scalar('lr/model_lr', self.optimizer.param_groups[0]['lr'], self.epoch)
+        is_best = bool(results) and results['pa_mpjpe_mm'] < self.best_pa_mpjpe
+        if is_best:
+            self.best_pa_mpjpe = results['pa_mpjpe_mm']
+        self.save(CHECKPOINT_LATEST)
+        if is_best:
+            self.save(CHECKPOINT_BEST, full=False)
+        every = self.cfg.TRAIN.SAVE_EVERY
+        if every > 0 and self.epoch % every == 0 and not self.args.overwrite:
+            self.save(f'model_epoch_{self.epoch:03d}.pt', full=False)
+        return results
+
+    # ---------------------------------------------------------------------------------------- logging
+    def log_step(self, out: dict) -> None:
+        """Scalars every ``TRAIN.LOG_FREQ`` steps and an image grid every ``TRAIN_VIS_ITER_FERQ`` steps."""
+        if self.writer is None:
+            return
+        if self.step % self.cfg.TRAIN.LOG_FREQ == 0 or self.step == 1:
+            for name, value in out['losses'].items():
+                self.writer.add_scalar(f'losses/{name}', value, self.step)
+            self.writer.add_scalar('lr/model_lr', self.optimizer.param_groups[0]['lr'], self.step)
+            self.writer.add_scalar('data/skipped', self.skipped, self.step)
+        if self.step % self.cfg.TRAIN_VIS_ITER_FERQ == 0:
+            self.writer.add_image('train/mesh_pred', self.training_grid(out), self.step, dataformats='HWC')
+
+    def _mesh_grid(self):
+        from utils.train_vis import MeshGrid
+
+        if not hasattr(self, '_grid'):
+            self._grid = MeshGrid(self.smpl.faces, self.args.img_res)
+        return self._grid
+
+    def training_grid(self, out: dict) -> np.ndarray:
+        """input | GT mesh | GT IUV | predicted IUV | predicted mesh, for up to ``TRAIN.VIS_SAMPLES`` samples."""
+        targets, final = out['targets'], out['preds'][-1]
+        gt_iuv = pred_iuv = None
+        if out['dp_out']:
+            head = out['dp_out'][-1]
+            gt_iuv = targets['iuv']
+            pred_iuv = iuv_map2img(head['predict_u'], head['predict_v'], head['predict_uv_index'],
+                                   head['predict_ann_index']).detach()
+        return self._mesh_grid().training_grid(out['images'], targets['verts'], targets['cam'], final['verts'],
+                                               final['pred_cam'], gt_iuv, pred_iuv, self.cfg.TRAIN.VIS_SAMPLES)
+
+    # ------------------------------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """eval.py's metrics on ``--eval_dataset`` for the final loop output (and every loop with
+        ``TRAIN.VAL_LOOP``); logged as ``eval_error/<metric>_<loop>`` (loop -1 = final). Returns the final
+        loop's results (mm)."""
+        from tqdm import tqdm
+
+        from eval import Evaluator
+
+        model = unwrap(self.model)
+        model.eval()
+        loader = DataLoader(self.val_ds, batch_size=self.cfg.TEST.BATCH_SIZE, shuffle=False,
+                            num_workers=min(self.cfg.TRAIN.NUM_WORKERS, 4))
+        evaluators = {}
+        for batch_idx, batch in enumerate(tqdm(loader, desc=f'validate {self.args.eval_dataset}', leave=False)):
+            images = batch['img'].to(self.device)
+            if self.args.regressor == 'pymaf_net':
+                outputs = model(images)[0]['smpl_out']
+            else:
+                outputs = [hmr_outputs(*model(images), self.smpl)]
+            loops = range(-len(outputs), 0) if self.cfg.TRAIN.VAL_LOOP else [-1]
+            for loop in loops:
+                if loop not in evaluators:
+                    evaluators[loop] = Evaluator(self.args.eval_dataset, self.eval_smpl, self.j_regressor_h36m,
+                                                 self.args.eval_pve)
+                evaluators[loop].update(outputs[loop], batch)
+            if self.writer is not None and batch_idx % self.cfg.VAL_VIS_BATCH_FREQ == 0:
+                grid = self._mesh_grid().prediction_grid(images, outputs[-1]['verts'], outputs[-1]['pred_cam'],
+                                                         self.cfg.TRAIN.VIS_SAMPLES)
+                self.writer.add_image(f'valid/mesh_pred_{batch_idx}', grid, self.epoch, dataformats='HWC')
+        results = {loop: ev.results() for loop, ev in evaluators.items()}
+        if self.writer is not None:
+            names = {'mpjpe_mm': 'mpjpe', 'pa_mpjpe_mm': 'pa-mpjpe', 'pve_mm': 'pve'}
+            for loop, res in results.items():
+                for key, tag in names.items():
+                    if key in res:
+                        self.writer.add_scalar(f'eval_error/{tag}_{loop}', res[key], self.epoch)
+        final = results[-1]
+        logger.info('Epoch %d, step %d  MPJPE: %.2f, PA-MPJPE: %.2f, PVE: %s', self.epoch, self.step,
+                    final['mpjpe_mm'], final['pa_mpjpe_mm'],
+                    f'{final["pve_mm"]:.2f}' if 'pve_mm' in final else 'n/a')
+        return final
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def save(self, name: str, full: bool = True) -> Path | None:
+        """Write ``checkpoints/<name>`` (rank 0): with ``full``, everything an exact resume needs; otherwise
+        the weights, config and position only (the per-epoch and best files, a third of the size)."""
+        if self.info.distributed:
+            dist.barrier()
+        if not self.info.is_main or self.log_dir is None:
+            return None
+        extra = {'seed': self.seed, 'skipped': self.skipped, 'best_pa_mpjpe': self.best_pa_mpjpe,
+                 'regressor': self.args.regressor, 'img_res': self.args.img_res, 'world_size': self.info.world_size}
+        if full:
+            extra.update(rng=train_utils.rng_state(), scheduler=self.scheduler.state_dict())
+            if self.scaler is not None:
+                extra['scaler'] = self.scaler.state_dict()
+        path = save_checkpoint(self.log_dir / 'checkpoints' / name, self.model, self.optimizer if full else None,
+                               epoch=self.epoch,
+                               step=self.step, cfg=self.cfg, extra=extra, batch_size=self.cfg.TRAIN.BATCH_SIZE,
+                               batch_idx=self.batch_in_epoch)
+        logger.info('saved %s (epoch %d, batch %d, step %d)', path, self.epoch, self.batch_in_epoch, self.step)
+        return path
+
+    def _resume(self, state: dict) -> None:
+        from utils.saver import load_state
+
+        load_state(unwrap(self.model), state, log_dir_checkpoint(self.args.log_dir), strict=True,
+                   optimizer=self.optimizer)
+        self.scheduler.load_state_dict(state['scheduler'])
+        if self.scaler is not None and 'scaler' in state:
+            self.scaler.load_state_dict(state['scaler'])
+        self.epoch, self.batch_in_epoch, self.step = state['epoch'], state['batch_idx'], state['total_step_count']
+        self.skipped = state.get('skipped', 0)
+        self.best_pa_mpjpe = state.get('best_pa_mpjpe', float('inf'))
+        if state.get('world_size', 1) == self.info.world_size:
+            train_utils.set_rng_state(state['rng'])
+        else:
+            logger.warning('resuming with %d processes instead of %d: the data order continues, the RNG '
+                           'streams do not', self.info.world_size, state.get('world_size', 1))
+        logger.info('resumed at epoch %d, batch %d, step %d', self.epoch, self.batch_in_epoch, self.step)
+
+
+def log_dir_checkpoint(log_dir: str | Path) -> Path:
+    """The checkpoint a ``--resume`` continues from: ``<log_dir>/checkpoints/model_latest.pt``."""
+    path = Path(log_dir) / 'checkpoints' / CHECKPOINT_LATEST
+    if not path.is_file():
+        raise FileNotFoundError(f'--resume: no {CHECKPOINT_LATEST} in {Path(log_dir) / "checkpoints"}; '
+                                '--log_dir must be the experiment folder of the run to continue')
+    return path
