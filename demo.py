@@ -216,17 +216,15 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
         return PyMAFPredictor(model, device, batch_size=args.model_batch_size, bbox_scale=args.bbox_scale)
     from core.path_config import body_model_paths
 
-    if args.cfg_file or args.misc:
-        from core.cfgs import parse_args as merge_cfg
-
-        merge_cfg(args)
-    body = body_model_paths()
     checkpoint, weights_desc = resolve_checkpoint(args)
     try:
         data = read_checkpoint(checkpoint) if checkpoint is not None else None
     except CheckpointMismatchError as err:
         raise DemoError(str(err)) from err
-    if data is not None and checkpoint_holds_body_model(data):
+    body = body_model_paths(standin=data is not None and data.get('body_model') == 'standin')
+    if data is not None and data.get('description'):
+        log(f'NOTE: {weights_desc}: {data["description"]}')
+    elif data is not None and checkpoint_holds_body_model(data):
         log(f'weights and body model: {weights_desc}')
     elif getattr(body, 'is_standin', False):
         log('NOTE: using the stand-in body model (no SMPL files found under data/smpl) with '
@@ -236,8 +234,8 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
     else:
         log(f'weights: {weights_desc}')
     try:
-        return PyMAFPredictor.from_checkpoint(checkpoint, device, checkpoint_data=data,
-                                              batch_size=args.model_batch_size,
+        return PyMAFPredictor.from_checkpoint(checkpoint, device, checkpoint_data=data, cfg_file=args.cfg_file,
+                                              misc=args.misc, batch_size=args.model_batch_size,
                                               bbox_scale=args.bbox_scale)
     except CheckpointMismatchError as err:
         raise DemoError(str(err)) from err

@@ -69,19 +69,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
-    """Build pymaf_net from the config and load the checkpoint (strict, mapped to ``device``)."""
-    from core import cfgs, path_config
-    from models import pymaf_net
-    from utils.saver import load_checkpoint
+    """Build the network the checkpoint was trained as (its config, or --cfg_file) and load it strictly."""
+    from models.build import build_from_checkpoint
+    from utils.saver import read_checkpoint
 
-    cfgs.parse_args(args)
-    model = pymaf_net(path_config.SMPL_MEAN_PARAMS, pretrained=False)
+    data = None
     if args.checkpoint:
         if not os.path.isfile(args.checkpoint):
             raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
-        load_checkpoint(model, args.checkpoint, strict=True, map_location=device)
+        data = read_checkpoint(args.checkpoint, map_location=device)
     else:
         logger.warning('no --checkpoint given: evaluating a randomly initialised model')
+    model = build_from_checkpoint(data, args.checkpoint, cfg_file=args.cfg_file, misc=args.misc)
     return model.to(device).eval()
 
 

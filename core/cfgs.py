@@ -62,7 +62,9 @@ _C.LOSS.APPLY_IUV_CE_WEIGHTS = False  # False as released (IUV index/part CE wei
 _C.MODEL = CN()
 _C.MODEL.PyMAF = CN()
 _C.MODEL.PyMAF.MAF_ON = False      # the original's flag for the backbone's global mode (PyMAF's loop always runs)
-_C.MODEL.PyMAF.BACKBONE = 'res50'  # backbone: 'res50' (ResNet-50), 'hr48' or 'hr32' (HRNet-W48 / -W32)
+_C.MODEL.PyMAF.BACKBONE = 'res50'  # backbone: 'res50' (ResNet-50, the paper's), 'res18' (light), 'hr48' or 'hr32' (HRNet)
+_C.MODEL.PyMAF.BACKBONE_WIDTH = 64  # ResNet stem/first-stage channels (64 standard; e.g. 32 halves every stage)
+_C.MODEL.PyMAF.HIDDEN_DIM = 1024  # width of the regressors' two fc layers (1024 in the original)
 _C.MODEL.PyMAF.MLP_DIM = [256, 128, 64, 5]  # MAF extractor channels (input first, sampled output last)
 _C.MODEL.PyMAF.N_ITER = 3          # feedback iterations, 0..3
 _C.MODEL.PyMAF.AUX_SUPV_ON = True  # auxiliary DensePose IUV head
@@ -108,7 +110,8 @@ def _merge_file(node: CN, cfg_file: str | os.PathLike) -> None:
         raise KeyError(f'{cfg_file}: unknown config key {err}') from None
 
 
-def _merge_list(node: CN, pairs: list[str]) -> None:
+def merge_list(node: CN, pairs: list[str]) -> None:
+    """Merge ``KEY VALUE`` pairs into ``node``; unknown keys and bad values are errors naming them."""
     if len(pairs) % 2:
         raise ValueError(f'--misc takes KEY VALUE pairs, got an odd number of items: {pairs}')
     for key, value in zip(pairs[0::2], pairs[1::2]):
@@ -126,7 +129,7 @@ def update_cfg(cfg_file: str | os.PathLike | None = None, misc: list[str] | None
     if cfg_file:
         _merge_file(node, cfg_file)
     if misc:
-        _merge_list(node, list(misc))
+        merge_list(node, list(misc))
     return node
 
 

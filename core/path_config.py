@@ -35,6 +35,7 @@ FINAL_FITS_DIR = DATA_DIR / 'final_fits'
 PRETRAINED_DIR = DATA_DIR / 'pretrained_model'
 PYMAF_CHECKPOINT = PRETRAINED_DIR / 'PyMAF_model_checkpoint.pt'
 RESNET50_IMAGENET = PRETRAINED_DIR / 'resnet50-19c8e357.pth'
+RESNET18_IMAGENET = PRETRAINED_DIR / 'resnet18-f37072fd.pth'  # torchvision's ImageNet ResNet-18 (light backbone)
 # Optional ImageNet weights of the HRNet backbones (MODEL.PyMAF.BACKBONE hr48 / hr32), standard HRNet layout.
 HRNET_IMAGENET = {'hr48': PRETRAINED_DIR / 'hrnetv2_w48_imagenet_pretrained.pth',
                   'hr32': PRETRAINED_DIR / 'hrnetv2_w32_imagenet_pretrained.pth'}
@@ -133,21 +134,22 @@ class BodyModelPaths:
 _warned_standin = False
 
 
-def body_model_paths(data_dir: str | os.PathLike | None = None) -> BodyModelPaths:
+def body_model_paths(data_dir: str | os.PathLike | None = None, standin: bool = False) -> BodyModelPaths:
     """Official body-model files when ``smpl/SMPL_NEUTRAL.pkl`` exists, else the stand-in body model.
 
     The stand-in (a free body model in SMPL's formats, see docs/standin_body.md) is expanded into
-    ``<data>/standin/`` on first use; it is announced once per process.
+    ``<data>/standin/`` on first use; it is announced once per process. ``standin=True`` selects it even
+    when the official files exist (for weights trained on it, such as the built-in demo weights).
     """
     global _warned_standin
     root = Path(data_dir) if data_dir is not None else DATA_DIR
-    if (root / 'smpl' / 'SMPL_NEUTRAL.pkl').is_file():
+    if (root / 'smpl' / 'SMPL_NEUTRAL.pkl').is_file() and not standin:
         base, is_standin = root, False
     else:
         from utils.standin import ensure_standin
 
         base, is_standin = ensure_standin(root / 'standin'), True
-        if not _warned_standin:
+        if not _warned_standin and not standin:
             logger.warning('SMPL files not found in %s: using the project\'s stand-in body model (not SMPL; '
                            'see docs/standin_body.md and data/README.md to use the official files)',
                            root / 'smpl')

@@ -534,7 +534,8 @@ class Trainer:
         if not self.info.is_main or self.log_dir is None:
             return None
         extra = {'seed': self.seed, 'skipped': self.skipped, 'best_pa_mpjpe': self.best_pa_mpjpe,
-                 'regressor': self.args.regressor, 'img_res': self.args.img_res, 'world_size': self.info.world_size}
+                 'regressor': self.args.regressor, 'img_res': self.args.img_res, 'world_size': self.info.world_size,
+                 'body_model': 'standin' if self.body_paths.is_standin else 'smpl'}
         if full:
             extra.update(rng=train_utils.rng_state(), scheduler=self.scheduler.state_dict())
             if self.scaler is not None:

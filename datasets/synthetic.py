@@ -261,11 +261,11 @@ def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_wi
                      img_height: int = 256, box_enlarge: float = 1.1, jpeg_quality: int = 92,
                      npz_name: str = 'synthetic.npz', save_masks: bool = False,
                      focal_range: tuple[float, float] = (1.0, 2.0), max_offset: float = 0.8,
-                     npz_path: str | None = None, bodies: BodyModels | None = None) -> str:
+                     npz_path: str | None = None, bodies: BodyModels | None = None, image_subdir: str = 'images') -> str:
     """Render ``num_samples`` labelled images into ``out_dir`` and write the SPIN-format annotation file.
 
     Args:
-        out_dir: output folder; images go to ``out_dir/images/`` and the npz to ``out_dir/npz_name``.
+        out_dir: output folder; images go to ``out_dir/<image_subdir>/`` and the npz to ``out_dir/npz_name``.
         num_samples: number of samples (one person each).
         seed: seed of every random choice; equal seeds give equal files.
         img_width, img_height: image size in pixels.
@@ -280,6 +280,7 @@ def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_wi
             (0 keeps every body centred on the optical axis).
         npz_path: write the annotation file here instead of ``out_dir/npz_name``.
         bodies: body models (loaded from ``core.path_config`` when None).
+        image_subdir: image folder inside ``out_dir`` (separate splits sharing one root need separate ones).
 
     Returns:
         Path of the written npz; its ``imgname`` entries are relative to ``out_dir``.
@@ -288,7 +289,7 @@ def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_wi
 
     rng = np.random.default_rng(seed)
     bodies = bodies or load_body_models()
-    os.makedirs(os.path.join(out_dir, 'images'), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, image_subdir), exist_ok=True)
     n = num_samples
     genders = np.where(rng.uniform(size=n) < 0.5, 'm', 'f')
     betas = np.clip(rng.normal(size=(n, 10)), -2.5, 2.5)
@@ -331,7 +332,7 @@ def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_wi
         background = make_background(rng, img_height, img_width)
         colors = vertex_colors(rng, bodies.segment)
         rendered = render_body(verts_cam[i], bodies.faces, colors, background, float(focal[i]), rng)
-        name = f'images/{i:06d}.jpg'
+        name = f'{image_subdir}/{i:06d}.jpg'
         cv2.imwrite(os.path.join(out_dir, name), rendered.image[:, :, ::-1],
                     [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         imgnames.append(name)

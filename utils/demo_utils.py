@@ -29,7 +29,8 @@ import torch
 
 from core.constants import FOCAL_LENGTH, IMG_RES
 from datasets.inference import crop_person
-from utils.saver import CheckpointError, load_checkpoint, load_state, read_checkpoint
+from models.build import checkpoint_holds_body_model  # noqa: F401 (re-exported for demo.py)
+from utils.saver import CheckpointError, load_checkpoint, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +50,6 @@ def resolve_device(name: str | None) -> torch.device:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f'--device {name}: CUDA is not available on this machine; use --device cpu')
     return device
-
-
-def checkpoint_holds_body_model(checkpoint: dict) -> bool:
-    """Whether a checkpoint dict (`utils.saver.read_checkpoint`) carries the SMPL arrays (the released
-    PyMAF checkpoint and ours do)."""
-    return 'regressor.0.smpl.v_template' in checkpoint['model']
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
@@ -129,24 +124,19 @@ class PyMAFPredictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike | None, device: str | torch.device = 'cpu',
-                        checkpoint_data: dict | None = None, **kwargs) -> PyMAFPredictor:
-        """Build the default PyMAF model and load ``checkpoint`` (None keeps untrained weights).
+                        checkpoint_data: dict | None = None, cfg_file: str | None = None,
+                        misc: list[str] | None = None, **kwargs) -> PyMAFPredictor:
+        """Build the network ``checkpoint`` was trained as and load it (None keeps untrained weights).
 
-        A checkpoint that carries the body model (the released one does) is used as is, with no SMPL
-        files needed; otherwise the body model comes from `core.path_config.body_model_paths`.
-        ``checkpoint_data`` is the file already read with `utils.saver.read_checkpoint` (read once).
+        See `models.build.build_from_checkpoint`: the released checkpoint needs no SMPL files, train.py's
+        checkpoints carry their config, compact weights name their body model. ``checkpoint_data`` is the
+        file already read with `utils.saver.read_checkpoint` (read once).
         """
-        from core.path_config import body_model_paths
-        from models import pymaf_net
+        from models.build import build_from_checkpoint
 
         if checkpoint is not None and checkpoint_data is None:
             checkpoint_data = read_checkpoint(checkpoint)
-        if checkpoint_data is not None and checkpoint_holds_body_model(checkpoint_data):
-            model = pymaf_net(pretrained=False, placeholder_body=True)
-        else:
-            model = pymaf_net(body_model_paths().smpl_mean_params, pretrained=False)
-        if checkpoint_data is not None:
-            load_state(model, checkpoint_data, checkpoint, strict=True)
+        model = build_from_checkpoint(checkpoint_data, checkpoint, cfg_file=cfg_file, misc=misc)
         return cls(model, device, **kwargs)
 
     @torch.no_grad()

@@ -39,6 +39,13 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=N
         'cfg': cfg.dump() if cfg is not None else None,
     }
     payload.update(extra or {})
+    return atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(payload: dict, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the target folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.' + path.name + '.', suffix='.tmp')
     os.close(fd)
     try:

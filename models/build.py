@@ -1,0 +1,115 @@
+"""Build the network a checkpoint was trained as, and load the checkpoint into it.
+
+Three kinds of checkpoint are read:
+- the released PyMAF checkpoint: default config, and it carries the neutral SMPL arrays, the mesh
+  downsampling matrix and the mean parameters (no body-model files are needed);
+- checkpoints written by train.py: the run's config is inside (``'cfg'``, YAML text) and so is the body
+  model they were trained with;
+- compact weight files (`save_compact_weights`, e.g. the built-in demo weights): half-precision weights
+  without the body-model arrays, the config, and the body model they need (``'body_model'``: 'standin'
+  or 'smpl'), which is then loaded from its files.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+_BODY_BUFFER_NAMES = ('init_pose', 'init_shape', 'init_cam', 'Dmap')
+
+
+def is_body_model_key(key: str) -> bool:
+    """Whether a state_dict key holds body-model data (SMPL arrays, downsampling, mean parameters)."""
+    return '.smpl.' in f'.{key}' or key.rsplit('.', 1)[-1] in _BODY_BUFFER_NAMES
+
+
+def checkpoint_holds_body_model(checkpoint: dict) -> bool:
+    """Whether a checkpoint dict carries the SMPL arrays (the released checkpoint and train.py's do)."""
+    return 'regressor.0.smpl.v_template' in checkpoint['model']
+
+
+def merge_checkpoint_cfg(checkpoint: dict | None, cfg_file: str | None = None, misc: list[str] | None = None):
+    """Set the global config for building a checkpoint's network and return it.
+
+    Order: defaults, then ``cfg_file`` if given, else the checkpoint's own config if it has one, else the
+    repository's configs/pymaf_config.yaml; then the ``misc`` KEY VALUE overrides.
+    """
+    from argparse import Namespace
+
+    from core import cfgs
+
+    text = checkpoint.get('cfg') if checkpoint is not None else None
+    if cfg_file or not text:
+        return cfgs.parse_args(Namespace(cfg_file=cfg_file, misc=misc))
+    node = cfgs.get_cfg_defaults()
+    try:
+        node.merge_from_other_cfg(type(node).load_cfg(text))
+    except KeyError as err:
+        raise KeyError(f'the checkpoint\'s config has a key this code does not know: {err}') from None
+    if misc:
+        cfgs.merge_list(node, list(misc))
+    cfgs.cfg.defrost()
+    cfgs.cfg.merge_from_other_cfg(node)
+    return cfgs.cfg
+
+
+def build_from_checkpoint(checkpoint: dict | None, source: str | os.PathLike | None = None,
+                          cfg_file: str | None = None, misc: list[str] | None = None) -> torch.nn.Module:
+    """PyMAF as ``checkpoint`` describes it, with its weights loaded strictly (None: untrained, default body).
+
+    Args:
+        checkpoint: a dict from `utils.saver.read_checkpoint`, or None.
+        source: the checkpoint's path, for messages.
+        cfg_file, misc: config overrides (see `merge_checkpoint_cfg`).
+
+    Raises:
+        utils.saver.CheckpointError: the weights do not fit the network (all differences named).
+    """
+    from core import path_config
+    from models import pymaf_net
+
+    merge_checkpoint_cfg(checkpoint, cfg_file, misc)
+    if checkpoint is None:
+        return pymaf_net(path_config.body_model_paths().smpl_mean_params, pretrained=False)
+    if checkpoint_holds_body_model(checkpoint):
+        model = pymaf_net(pretrained=False, placeholder_body=True)
+        return _load(model, checkpoint, source)
+    body = path_config.body_model_paths(standin=checkpoint.get('body_model') == 'standin')
+    model = pymaf_net(body.smpl_mean_params, pretrained=False, body_paths=body)
+    if checkpoint.get('excludes_body_model'):
+        own = model.state_dict()
+        checkpoint = dict(checkpoint, model={**{k: v for k, v in own.items() if is_body_model_key(k)},
+                                              **checkpoint['model']})
+    return _load(model, checkpoint, source)
+
+
+def _load(model: torch.nn.Module, checkpoint: dict, source) -> torch.nn.Module:
+    from utils.saver import load_state
+
+    load_state(model, checkpoint, source or 'checkpoint', strict=True)
+    return model
+
+
+def save_compact_weights(path: str | os.PathLike, model: torch.nn.Module, cfg, body_model: str, description: str,
+                         extra: dict | None = None) -> Path:
+    """Write a small weight file: float tensors in half precision, no body-model arrays, config inside.
+
+    Args:
+        path: output file (written atomically).
+        model: the trained network.
+        cfg: its config.
+        body_model: 'standin' or 'smpl': the body model the weights were trained with (loaded from its files).
+        description: one line saying what the weights are; shown by the demo.
+        extra: more fields to record (training command, data, figures).
+    """
+    from utils.saver import atomic_torch_save
+
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()
+             if not is_body_model_key(k)}
+    payload = {'model': state, 'cfg': cfg.dump(), 'excludes_body_model': True, 'body_model': body_model,
+               'description': description, **(extra or {})}
+    return atomic_torch_save(payload, path)

@@ -1,0 +1,69 @@
+"""Networks rebuilt from checkpoints: the config inside train.py's checkpoints, compact (demo) weight files."""
+from __future__ import annotations
+
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+import torch
+
+import demo
+from core import cfgs
+from models import pymaf_net
+from models.build import build_from_checkpoint, is_body_model_key, save_compact_weights
+from utils.saver import read_checkpoint, save_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+LITE_CFG = REPO / 'configs' / 'demo_weights_lite.yaml'
+
+
+@pytest.fixture()
+def lite_model():
+    cfgs.parse_args(Namespace(cfg_file=str(LITE_CFG), misc=None))
+    torch.manual_seed(0)
+    model = pymaf_net(pretrained=False).eval()
+    node = cfgs.cfg.clone()
+    yield model, node
+    cfgs.parse_args(Namespace(cfg_file=None, misc=None))
+
+
+def _final_verts(model, images):
+    with torch.no_grad():
+        return model.eval()(images)[0]['smpl_out'][-1]['verts']
+
+
+def test_checkpoint_config_rebuilds_the_light_network(lite_model, tmp_path):
+    model, node = lite_model
+    path = save_checkpoint(tmp_path / 'lite.pt', model, cfg=node)
+    cfgs.parse_args(Namespace(cfg_file=None, misc=None))  # the global config back at the paper's defaults
+    rebuilt = build_from_checkpoint(read_checkpoint(path), path)
+    assert rebuilt.backbone_name == 'res18' and rebuilt.feature_extractor.conv1.out_channels == 32
+    images = torch.randn(2, 3, 224, 224)
+    assert torch.equal(_final_verts(model, images), _final_verts(rebuilt, images))
+
+
+def test_compact_weights_are_small_and_reproduce_the_outputs(lite_model, tmp_path):
+    model, node = lite_model
+    path = save_compact_weights(tmp_path / 'demo.pt', model, node, 'standin', 'test weights', extra={'x': 1})
+    data = read_checkpoint(path)
+    assert not any(is_body_model_key(k) for k in data['model'])
+    assert all(v.dtype == torch.float16 for v in data['model'].values() if v.is_floating_point())
+    full = save_checkpoint(tmp_path / 'full.pt', model, cfg=node)
+    assert path.stat().st_size < full.stat().st_size / 3
+    rebuilt = build_from_checkpoint(data, path)
+    images = torch.randn(2, 3, 224, 224)
+    diff = (_final_verts(model, images) - _final_verts(rebuilt, images)).abs().max().item()
+    assert diff < 5e-3, diff  # half-precision weights: within a few millimetres
+
+
+def test_demo_uses_demo_weights_and_says_what_they_are(lite_model, tmp_path, monkeypatch):
+    model, node = lite_model
+    weights_dir = tmp_path / 'demo_weights'
+    save_compact_weights(weights_dir / 'w.pt', model, node, 'standin', 'stand-in weights, not the paper')
+    monkeypatch.setattr(demo, 'DEMO_WEIGHTS_DIR', weights_dir)
+    monkeypatch.setattr('core.path_config.PYMAF_CHECKPOINT', tmp_path / 'absent.pt')
+    args = demo.build_parser().parse_args(['--img_file', 'x.jpg', '--device', 'cpu'])
+    messages = []
+    predictor = demo.build_predictor(args, torch.device('cpu'), messages.append)
+    assert any('stand-in weights, not the paper' in m for m in messages)
+    assert predictor.model.backbone_name == 'res18'
