@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.smpl import cached_derivation
 from utils.geometry import projection
 
 
@@ -42,6 +43,26 @@ class MAF_Extractor(nn.Module):  # noqa: N801 (the original's name)
         self.register_buffer('Dmap', torch.zeros(431, 6890) if dmap is None else torch.from_numpy(dmap))
         self.im_feat = None
         self.cam = None
+
+    def _dmap_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Dmap`` as (431, K) column indices and weights of each row's non-zeros (zero-padded).
+
+        The matrix has one or a few non-zeros per row; computed on first use and again whenever the
+        ``Dmap`` buffer is replaced or overwritten (a checkpoint load), the buffer itself untouched.
+        """
+        def compute():
+            nonzero = self.Dmap != 0
+            width = max(int(nonzero.sum(dim=1).max()), 1) if self.Dmap.numel() else 1
+            # Stable sort puts each row's non-zero columns first, in column order.
+            cols = torch.sort(nonzero.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :width]
+            return cols, self.Dmap.gather(1, cols)
+        return cached_derivation(self, '_dmap_rows_cache', (self.Dmap,), compute)
+
+    def downsample(self, vertices: torch.Tensor) -> torch.Tensor:
+        """``Dmap @ vertices``: (B, 6890, 3) -> (B, 431, 3), from the non-zeros only."""
+        cols, weights = self._dmap_rows()
+        gathered = vertices.index_select(1, cols.reshape(-1)).reshape(vertices.shape[0], *cols.shape, -1)
+        return (gathered * weights.to(vertices.dtype).unsqueeze(-1)).sum(dim=2)
 
     def reduce_dim(self, feature: torch.Tensor) -> torch.Tensor:
         """(B, C, N) sampled features -> (B, C_out * N), flattened channel-major (index c * N + n)."""

@@ -24,7 +24,7 @@ from models.hrnet import WIDTHS as HRNET_WIDTHS
 from models.hrnet import HRNetPyramid
 from models.maf_extractor import MAF_Extractor, load_downsampling_matrix
 from models.pose_resnet import PoseResNet
-from models.smpl import SMPL
+from models.smpl import SMPL, cached_derivation
 from utils.geometry import projection, rot6d_to_rotmat, rotation_matrix_to_angle_axis
 
 logger = logging.getLogger(__name__)
@@ -96,8 +96,21 @@ class Regressor(nn.Module):
         return self.smpl_output(pred_pose, pred_shape, pred_cam, J_regressor)
 
     def forward_init(self, x: torch.Tensor, J_regressor: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # noqa: N803
-        """The mean-parameter estimate (x is used only for its batch size, as in the original)."""
+        """The mean-parameter estimate (x is used only for its batch size, as in the original).
+
+        It depends on no input, so in eval mode without autograd the batch-1 result is cached and
+        copied out per call (fresh tensors: callers may modify them); the cache is recomputed when a
+        buffer (mean parameters, body model) or ``J_regressor`` changes. Train mode or enabled
+        autograd always computes it.
+        """
         batch = x.shape[0]
+        if self.training or torch.is_grad_enabled():
+            return self._mean_output(batch, J_regressor)
+        sources = tuple(self.buffers()) + (() if J_regressor is None else (J_regressor,))
+        single = cached_derivation(self, '_mean_output_cache', sources, lambda: self._mean_output(1, J_regressor))
+        return {key: value.expand(batch, *value.shape[1:]).clone() for key, value in single.items()}
+
+    def _mean_output(self, batch: int, J_regressor: torch.Tensor | None) -> dict[str, torch.Tensor]:  # noqa: N803
         return self.smpl_output(self.init_pose.expand(batch, -1).contiguous(),
                                 self.init_shape.expand(batch, -1).contiguous(),
                                 self.init_cam.expand(batch, -1).contiguous(), J_regressor)
@@ -174,6 +187,10 @@ class PyMAF(nn.Module):
             self.deconv_with_bias = res_cfg.DECONV_WITH_BIAS
             self.deconv_layers = self._make_deconv_layer(res_cfg.NUM_DECONV_LAYERS, res_cfg.NUM_DECONV_FILTERS,
                                                          res_cfg.NUM_DECONV_KERNELS)
+            # Where each feedback stage's map comes out of deconv_layers (module counts), as the original
+            # splits it: three stages for N_ITER=3, the first two merged for N_ITER=2, all for N_ITER=1.
+            n_layers = len(self.deconv_layers)
+            self._deconv_stage_ends = {3: (3, 6, 9), 2: (6, 9), 1: (n_layers,), 0: ()}[self.n_iter]
 
         if body_paths is None:
             smpl_dir = dmap = mean_params = extra = None
@@ -202,14 +219,6 @@ class PyMAF(nn.Module):
             self.inplanes = num_filters[i]
         return nn.Sequential(*layers)
 
-    def _deconv_blocks(self) -> list[nn.Module]:
-        layers = list(self.deconv_layers)
-        if self.n_iter == 3:
-            return [nn.Sequential(*layers[0:3]), nn.Sequential(*layers[3:6]), nn.Sequential(*layers[6:9])]
-        if self.n_iter == 2:
-            return [nn.Sequential(*layers[0:6]), nn.Sequential(*layers[6:9])]
-        return [self.deconv_layers]
-
     def _feature_pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Iterator[torch.Tensor]]:
         """``(top map, g_feat, maps)``: maps yields the N_ITER maps the loop samples, coarse to fine."""
         if self.backbone_name != 'res50':
@@ -219,9 +228,12 @@ class PyMAF(nn.Module):
         s_feat, g_feat = self.feature_extractor(x)
 
         def deconvolved():
-            feat = s_feat
-            for deconv in self._deconv_blocks()[:self.n_iter]:
-                feat = deconv(feat)
+            layers = list(self.deconv_layers)
+            feat, start = s_feat, 0
+            for end in self._deconv_stage_ends:
+                for layer in layers[start:end]:
+                    feat = layer(feat)
+                start = end
                 yield feat
         return s_feat, g_feat, deconvolved()
 
@@ -257,7 +269,7 @@ class PyMAF(nn.Module):
                 points = self.points_grid.expand(batch, -1, -1).transpose(1, 2)
                 feat = extractor.sampling(points)
             else:
-                verts_ds = torch.matmul(extractor.Dmap, prev['verts'].detach())
+                verts_ds = extractor.downsample(prev['verts'].detach())
                 feat = extractor(verts_ds, pred_cam)
             smpl_out.append(self.regressor[i](feat, pred_pose, pred_shape, pred_cam, n_iter=1,
                                               J_regressor=J_regressor))

@@ -4,13 +4,20 @@ Own linear-blend-skinning code (no smplx, no chumpy) with smplx 0.1.28's buffer 
 that the released checkpoint's ``regressor.*.smpl.*`` entries load with ``strict=True``. The output
 carries the original's 49 joints: 25 OpenPose joints and 24 "ground-truth" joints built from the SMPL
 joints, 21 landmark vertices and the 9 rows of ``J_regressor_extra``.
+
+Quantities derived from the body-model buffers (the joint regressor applied to the template and shape
+blend shapes) are cached with `cached_derivation`, which the other model files use as well: the cache is
+a plain attribute, outside the state_dict, rebuilt when a source buffer is replaced or overwritten.
 """
 from __future__ import annotations
 
 import logging
 import pickle
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +38,52 @@ _SMPL_HELP = ('Register at https://smpl.is.tue.mpg.de, download SMPL for Python 
               'components), and put the neutral model (from SMPLify: basicModel_neutral_lbs_10_207_0_v1.0.0.pkl) '
               'and the male and female models as {dir}/SMPL_NEUTRAL.pkl, SMPL_MALE.pkl and SMPL_FEMALE.pkl. '
               'Without them the project uses its stand-in body model (see data/README.md).')
+
+
+class BufferStamp:
+    """Which tensors (by identity) at which in-place version a derived value was computed from.
+
+    ``load_state_dict`` copies into buffers in place (the version counter moves), ``.to()`` and
+    ``.half()`` replace them (the identity changes): either makes `matches` false. Tensors are held by
+    weak reference, so a stamp keeps nothing alive. Inference tensors have no version counter; a stamp
+    over one never matches.
+    """
+
+    __slots__ = ('_refs', '_versions')
+
+    def __init__(self, tensors: Sequence[torch.Tensor] = ()):
+        if any(t.is_inference() for t in tensors):
+            tensors = ()
+            self._versions = None
+        else:
+            self._versions = tuple(t._version for t in tensors)
+        self._refs = tuple(weakref.ref(t) for t in tensors)
+
+    def matches(self, tensors: Sequence[torch.Tensor]) -> bool:
+        return (self._versions is not None and len(tensors) == len(self._refs)
+                and all(ref() is t for ref, t in zip(self._refs, tensors))
+                and all(t._version == v for t, v in zip(tensors, self._versions)))
+
+    def __reduce__(self):
+        # Weak references do not pickle or deep-copy; a copy starts with an empty stamp.
+        return BufferStamp, ()
+
+
+def cached_derivation(owner: nn.Module, name: str, sources: Sequence[torch.Tensor],
+                      compute: Callable[[], Any]) -> Any:
+    """``compute()``, cached on ``owner`` as plain attribute ``name`` until a tensor in ``sources`` changes.
+
+    The value is computed outside inference mode and without autograd, so it can serve later forward
+    passes in any mode (train-mode autograd may save it for backward). Plain attributes stay out of the
+    state_dict.
+    """
+    entry = owner.__dict__.get(name)
+    if entry is not None and entry[0].matches(sources):
+        return entry[1]
+    with torch.inference_mode(False), torch.no_grad():
+        value = compute()
+    owner.__dict__[name] = (BufferStamp(sources), value)
+    return value
 
 
 class _ChumpyStub:
@@ -196,7 +249,7 @@ class SMPL(nn.Module):
         self.vertex_joint_selector = VertexJointSelector()
         # Plain attribute, not a buffer: the checkpoint does not hold it.
         self.joint_map = torch.tensor(constants.JOINT_MAP, dtype=torch.long)
-        self._levels = _tree_levels(constants.SMPL_PARENTS)
+        self._fk_index_cache: dict[torch.device, tuple] = {}
 
     @staticmethod
     def _load_extra(path: str | Path | None) -> np.ndarray:
@@ -239,6 +292,22 @@ class SMPL(nn.Module):
         return SMPLOutput(vertices=vertices, joints=joints, smpl_joints=smpl_joints, joints_J19=joints_j19,
                           rotmat=rotmat, betas=betas)
 
+    def _joint_basis(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``J_regressor`` applied to the template and to the shape blend shapes, cached.
+
+        Joints are linear in the shaped vertices, so rest joints = ``J v_template + (J shapedirs) betas``
+        without regressing all 6890 vertices each pass.
+
+        Returns:
+            (1, 72) template joints and (10, 72) joint shape directions, flattened (joint, xyz).
+        """
+        def compute():
+            template = (self.J_regressor @ self.v_template).reshape(1, -1)
+            dirs = torch.einsum('jv,vkl->ljk', self.J_regressor, self.shapedirs).reshape(NUM_BETAS, -1)
+            return template, dirs
+        return cached_derivation(self, '_joint_basis_cache', (self.J_regressor, self.v_template, self.shapedirs),
+                                 compute)
+
     def lbs(self, betas: torch.Tensor, rotmat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Linear blend skinning.
 
@@ -251,36 +320,48 @@ class SMPL(nn.Module):
         batch = betas.shape[0]
         dtype = self.v_template.dtype
         betas, rotmat = betas.to(dtype), rotmat.to(dtype)
-        v_shaped = self.v_template + torch.einsum('bl,mkl->bmk', betas, self.shapedirs)
-        rest_joints = torch.einsum('jv,bvk->bjk', self.J_regressor, v_shaped)
+        joints_template, joint_dirs = self._joint_basis()
+        rest_joints = torch.addmm(joints_template, betas, joint_dirs).reshape(batch, NUM_JOINTS, 3)
         eye = torch.eye(3, dtype=dtype, device=rotmat.device)
         pose_feature = (rotmat[:, 1:] - eye).reshape(batch, -1)
-        v_posed = v_shaped + (pose_feature @ self.posedirs).reshape(batch, -1, 3)
+        # Template + shape blend shapes + pose correctives, accumulated in two fused multiply-adds.
+        v_shaped = torch.addmm(self.v_template.reshape(1, -1), betas, self.shapedirs.reshape(-1, NUM_BETAS).t())
+        v_posed = torch.addmm(v_shaped, pose_feature, self.posedirs).reshape(batch, -1, 3)
         transforms, posed_joints = self._rigid_transforms(rotmat, rest_joints)
         skin = (self.lbs_weights @ transforms.reshape(batch, NUM_JOINTS, 12)).reshape(batch, -1, 3, 4)
         vertices = torch.einsum('bvij,bvj->bvi', skin[..., :3], v_posed) + skin[..., 3]
         return vertices, posed_joints
 
+    def _fk_indices(self, device: torch.device) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Parent of each non-root joint (23,), and (joints, their parents) per tree level, on ``device``."""
+        if device not in self._fk_index_cache:
+            parents = constants.SMPL_PARENTS
+            # Normal tensors even when first built under inference mode: autograd may save them later.
+            with torch.inference_mode(False):
+                levels = [(torch.tensor(level, device=device), torch.tensor([parents[j] for j in level], device=device))
+                          for level in _tree_levels(parents)]
+                self._fk_index_cache[device] = (torch.tensor(parents[1:], device=device), levels)
+        return self._fk_index_cache[device]
+
     def _rigid_transforms(self, rotmat: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward kinematics, one tree level at a time.
+        """Forward kinematics on homogeneous (4x4) transforms, one tree level (one matmul) at a time.
 
         Returns:
             (B, 24, 3, 4) transforms mapping rest-pose points to posed points, and (B, 24, 3) posed joints.
         """
-        parents = constants.SMPL_PARENTS
-        rel_joints = joints.clone()
-        rel_joints[:, 1:] = joints[:, 1:] - joints[:, parents[1:]]
-        glob_rot_t = torch.empty_like(rotmat)
-        glob_pos_t = torch.empty_like(joints)
-        glob_rot_t[:, 0] = rotmat[:, 0]
-        glob_pos_t[:, 0] = joints[:, 0]
-        for level in self._levels:
-            par = [parents[j] for j in level]
-            prot = glob_rot_t[:, par]
-            glob_rot_t[:, level] = prot @ rotmat[:, level]
-            glob_pos_t[:, level] = glob_pos_t[:, par] + (prot @ rel_joints[:, level].unsqueeze(-1)).squeeze(-1)
-        trans = glob_pos_t - (glob_rot_t @ joints.unsqueeze(-1)).squeeze(-1)
-        return torch.cat([glob_rot_t, trans.unsqueeze(-1)], dim=-1), glob_pos_t
+        batch = rotmat.shape[0]
+        parent_index, levels = self._fk_indices(rotmat.device)
+        rel_joints = torch.cat([joints[:, :1], joints[:, 1:] - joints[:, parent_index]], dim=1)
+        local = rotmat.new_zeros(batch, NUM_JOINTS, 4, 4)
+        local[..., :3, :3] = rotmat
+        local[..., :3, 3] = rel_joints
+        local[..., 3, 3] = 1
+        world = local.clone()
+        for level, parents in levels:
+            world[:, level] = world[:, parents] @ local[:, level]
+        posed_joints = world[..., :3, 3].contiguous()
+        trans = posed_joints - (world[..., :3, :3] @ joints.unsqueeze(-1)).squeeze(-1)
+        return torch.cat([world[..., :3, :3], trans.unsqueeze(-1)], dim=-1), posed_joints
 
 
 def get_smpl_faces(model_path: str | Path | None = None) -> np.ndarray:
