@@ -93,6 +93,7 @@ def test_cached_mean_start_follows_buffers_and_joint_regressor(model):
         other = j_regressor.flip(0)
         assert torch.allclose(regressor.forward_init(x, J_regressor=other)['kp_3d'],
                               regressor._mean_output(2, other)['kp_3d'], atol=ATOL)
+        assert torch.equal(regressor.forward_init(x)['kp_2d'], before)  # cached again without J_regressor
         state = regressor.state_dict()
         state['init_cam'] = state['init_cam'] * 2
         state['smpl.v_template'] = state['smpl.v_template'] + 0.1
