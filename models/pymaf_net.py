@@ -23,7 +23,7 @@ from models.iuv_predictor import IUV_predict_layer
 from models.hrnet import WIDTHS as HRNET_WIDTHS
 from models.hrnet import HRNetPyramid
 from models.maf_extractor import MAF_Extractor, load_downsampling_matrix
-from models.pose_resnet import PoseResNet
+from models.pose_resnet import RESNETS, PoseResNet
 from models.smpl import SMPL, cached_derivation
 from utils.geometry import projection, rot6d_to_rotmat, rotation_matrix_to_angle_axis
 
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 NUM_POSE_6D = 24 * 6
 NUM_BETAS = 10
 GRID_SIZE = 21
-BACKBONES = ('res50',) + tuple(HRNET_WIDTHS)
+BACKBONES = tuple(RESNETS) + tuple(HRNET_WIDTHS)
 
 
 def load_mean_params(path: str | Path) -> dict[str, torch.Tensor]:
@@ -45,18 +45,19 @@ def load_mean_params(path: str | Path) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(np.asarray(data[key], np.float32)).unsqueeze(0) for key in ('pose', 'shape', 'cam')}
 
 
-def add_ief_layers(module: nn.Module, feat_dim: int) -> None:
+def add_ief_layers(module: nn.Module, feat_dim: int, hidden_dim: int = 1024) -> None:
     """Give ``module`` the HMR/SPIN error-feedback layers (fc1, drop1, fc2, drop2, decpose/shape/cam).
 
     Attribute names are the checkpoint's; there is no nonlinearity between the fc layers, as the original.
+    ``hidden_dim`` is the width of fc1/fc2 (1024 in the original).
     """
-    module.fc1 = nn.Linear(feat_dim + NUM_POSE_6D + NUM_BETAS + 3, 1024)
+    module.fc1 = nn.Linear(feat_dim + NUM_POSE_6D + NUM_BETAS + 3, hidden_dim)
     module.drop1 = nn.Dropout()
-    module.fc2 = nn.Linear(1024, 1024)
+    module.fc2 = nn.Linear(hidden_dim, hidden_dim)
     module.drop2 = nn.Dropout()
-    module.decpose = nn.Linear(1024, NUM_POSE_6D)
-    module.decshape = nn.Linear(1024, NUM_BETAS)
-    module.deccam = nn.Linear(1024, 3)
+    module.decpose = nn.Linear(hidden_dim, NUM_POSE_6D)
+    module.decshape = nn.Linear(hidden_dim, NUM_BETAS)
+    module.deccam = nn.Linear(hidden_dim, 3)
     for layer in (module.decpose, module.decshape, module.deccam):
         nn.init.xavier_uniform_(layer.weight, gain=0.01)
 
@@ -72,7 +73,7 @@ class Regressor(nn.Module):
     """One feedback step: features + current estimate -> residual update of pose (6D), shape, camera."""
 
     def __init__(self, feat_dim: int, smpl_dir: str | Path | None, mean_params: dict[str, torch.Tensor] | None,
-                 joint_regressor_extra: str | Path | None = None):
+                 joint_regressor_extra: str | Path | None = None, hidden_dim: int = 1024):
         super().__init__()
         if mean_params is None:
             mean_params = {'pose': torch.zeros(1, NUM_POSE_6D), 'shape': torch.zeros(1, NUM_BETAS),
@@ -80,7 +81,7 @@ class Regressor(nn.Module):
         self.register_buffer('init_pose', mean_params['pose'].clone())
         self.register_buffer('init_shape', mean_params['shape'].clone())
         self.register_buffer('init_cam', mean_params['cam'].clone())
-        add_ief_layers(self, feat_dim)
+        add_ief_layers(self, feat_dim, hidden_dim)
         self.smpl = SMPL(smpl_dir, batch_size=64, create_transl=False, joint_regressor_extra=joint_regressor_extra)
 
     def forward(self, x: torch.Tensor, init_pose: torch.Tensor | None = None, init_shape: torch.Tensor | None = None,
@@ -170,9 +171,14 @@ class PyMAF(nn.Module):
         self.n_iter = model_cfg.N_ITER
         self.aux_supv_on = model_cfg.AUX_SUPV_ON
         self.backbone_name = model_cfg.BACKBONE
-        if self.backbone_name == 'res50':
-            self.feature_extractor = PoseResNet()
-            imagenet_path = path_config.RESNET50_IMAGENET
+        self.is_resnet = self.backbone_name in RESNETS
+        if self.is_resnet:
+            block, layers = RESNETS[self.backbone_name]
+            self.feature_extractor = PoseResNet(layers, block, width=model_cfg.BACKBONE_WIDTH)
+            imagenet_path = {'res50': path_config.RESNET50_IMAGENET, 'res18': path_config.RESNET18_IMAGENET}[
+                self.backbone_name]
+            if model_cfg.BACKBONE_WIDTH != 64:
+                pretrained = False  # no ImageNet weights exist for a narrowed ResNet
         else:
             self.feature_extractor = HRNetPyramid(HRNET_WIDTHS[self.backbone_name], res_cfg.NUM_DECONV_FILTERS[-1])
             imagenet_path = path_config.HRNET_IMAGENET[self.backbone_name]
@@ -182,7 +188,7 @@ class PyMAF(nn.Module):
         grid_x, grid_y = torch.meshgrid(lin, lin, indexing='ij')
         # (1, 2, 441): point k = (x = lin[k // 21], y = lin[k % 21]); y varies fastest, as the original.
         self.register_buffer('points_grid', torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)]).unsqueeze(0))
-        if self.backbone_name == 'res50':
+        if self.is_resnet:
             self.inplanes = self.feature_extractor.inplanes
             self.deconv_with_bias = res_cfg.DECONV_WITH_BIAS
             self.deconv_layers = self._make_deconv_layer(res_cfg.NUM_DECONV_LAYERS, res_cfg.NUM_DECONV_FILTERS,
@@ -202,7 +208,8 @@ class PyMAF(nn.Module):
         self.maf_extractor = nn.ModuleList([MAF_Extractor(mlp_dim, dmap)
                                             for _ in range(self.n_iter)])
         n_points = [GRID_SIZE * GRID_SIZE] + [431] * max(self.n_iter - 1, 0)
-        self.regressor = nn.ModuleList([Regressor(n_points[i] * mlp_dim[-1], smpl_dir, mean_params, extra)
+        self.regressor = nn.ModuleList([Regressor(n_points[i] * mlp_dim[-1], smpl_dir, mean_params, extra,
+                                                  model_cfg.HIDDEN_DIM)
                                         for i in range(max(self.n_iter, 1))])
         if self.aux_supv_on:
             self.dp_head = IUV_predict_layer(feat_dim=res_cfg.NUM_DECONV_FILTERS[-1])
@@ -221,7 +228,7 @@ class PyMAF(nn.Module):
 
     def _feature_pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Iterator[torch.Tensor]]:
         """``(top map, g_feat, maps)``: maps yields the N_ITER maps the loop samples, coarse to fine."""
-        if self.backbone_name != 'res50':
+        if not self.is_resnet:
             top, g_feat, pyramid = self.feature_extractor(x)
             return top, g_feat, iter(pyramid[len(pyramid) - self.n_iter:])
 
