@@ -276,8 +276,15 @@ class SMPL(nn.Module):
             pose2rot: whether the pose is axis-angle.
 
         Returns:
-            `SMPLOutput`, metres, in the frame the global orientation puts the body in.
+            `SMPLOutput`, metres, in the frame the global orientation puts the body in. The body model always
+            runs in its buffers' precision (fp32), also inside a mixed-precision (autocast) region.
         """
+        dtype = self.v_template.dtype
+        with torch.autocast(device_type=betas.device.type, enabled=False):
+            return self._forward(betas.to(dtype), body_pose.to(dtype), global_orient.to(dtype), pose2rot)
+
+    def _forward(self, betas: torch.Tensor, body_pose: torch.Tensor, global_orient: torch.Tensor,
+                 pose2rot: bool) -> SMPLOutput:
         batch = betas.shape[0]
         if pose2rot:
             pose_aa = torch.cat([global_orient.reshape(batch, 3), body_pose.reshape(batch, 69)], dim=1)

@@ -232,3 +232,15 @@ def test_two_process_torchrun_gloo(synth, tmp_path):
 def test_resume_needs_an_experiment_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match='experiment folder'):
         train.main(['--resume', '--log_dir', str(tmp_path)])
+
+
+@pytest.mark.parametrize('regressor, misc', [('pymaf_net', ['TRAIN.AMP', 'bf16', 'TRAIN.CHANNELS_LAST', 'True']),
+                                             ('hmr', [])])
+def test_bf16_channels_last_and_the_hmr_baseline_train(synth, tmp_path, regressor, misc):
+    results = train.main(_args(synth, tmp_path, '--regressor', regressor, '--num_epochs', '1', *_eval_args(synth),
+                               misc=['TRAIN.SAVE_EVERY', '0', *misc]))
+    assert np.isfinite(results['pa_mpjpe_mm']) and results['num_samples'] == 6
+    run = next((tmp_path).glob('*/run'))
+    ckpt = read_checkpoint(run / 'checkpoints' / 'model_latest.pt')
+    assert ckpt['total_step_count'] == 3 and ckpt['regressor'] == regressor
+    assert all(torch.isfinite(v).all() for v in ckpt['model'].values() if v.is_floating_point())
