@@ -66,6 +66,7 @@ _C.MODEL.PyMAF.BACKBONE = 'res50'  # backbone: 'res50' (ResNet-50, the paper's),
 _C.MODEL.PyMAF.BACKBONE_WIDTH = 64  # ResNet stem/first-stage channels (64 standard; e.g. 32 halves every stage)
 _C.MODEL.PyMAF.HIDDEN_DIM = 1024  # width of the regressors' two fc layers (1024 in the original)
 _C.MODEL.PyMAF.MLP_DIM = [256, 128, 64, 5]  # MAF extractor channels (input first, sampled output last)
+_C.MODEL.PyMAF.MAF_LAST_OP = 'relu'  # MAF extractor output activation: 'relu' (original) or 'leaky_relu' (no dead outputs)
 _C.MODEL.PyMAF.N_ITER = 3          # feedback iterations, 0..3
 _C.MODEL.PyMAF.AUX_SUPV_ON = True  # auxiliary DensePose IUV head
 _C.MODEL.PyMAF.DP_HEATMAP_SIZE = 56  # IUV map side, px

@@ -29,9 +29,11 @@ class MAF_Extractor(nn.Module):  # noqa: N801 (the original's name)
     Args:
         filter_channels: e.g. [256, 128, 64, 5]: input channels, then each layer's output channels.
         dmap: (431, 6890) vertex downsampling matrix, or None for a zero buffer filled by a checkpoint.
+        last_op: activation of the sampled output: 'relu' (the original's) or 'leaky_relu' (no dead
+            outputs; for training from scratch at higher learning rates, where ReLU outputs tend to die).
     """
 
-    def __init__(self, filter_channels: list[int], dmap: np.ndarray | None = None):
+    def __init__(self, filter_channels: list[int], dmap: np.ndarray | None = None, last_op: str = 'relu'):
         super().__init__()
         self.filters = []
         in_ch = filter_channels[0]
@@ -39,7 +41,9 @@ class MAF_Extractor(nn.Module):  # noqa: N801 (the original's name)
             conv = nn.Conv1d(filter_channels[i] + (in_ch if i > 0 else 0), filter_channels[i + 1], 1)
             self.add_module(f'conv{i}', conv)
             self.filters.append(conv)
-        self.last_op = nn.ReLU(True)
+        if last_op not in ('relu', 'leaky_relu'):
+            raise ValueError(f"MAF last_op must be 'relu' or 'leaky_relu', got {last_op!r}")
+        self.last_op = nn.ReLU(True) if last_op == 'relu' else nn.LeakyReLU(inplace=True)
         self.register_buffer('Dmap', torch.zeros(431, 6890) if dmap is None else torch.from_numpy(dmap))
         self.im_feat = None
         self.cam = None

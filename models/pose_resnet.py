@@ -93,7 +93,10 @@ class PoseResNet(nn.Module):
         self.avgpool = nn.AvgPool2d(7, stride=1)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=0.001)
+                # He initialisation, as torchvision's ResNets: the backbone must also train from scratch when no
+                # ImageNet weights exist (a tiny normal init behind batch norm makes every Adam step rescale
+                # the filters, and training stalls).
+                nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)

@@ -205,7 +205,7 @@ class PyMAF(nn.Module):
             dmap = load_downsampling_matrix(body_paths.mesh_downsampling)
             mean_params = load_mean_params(mean_params_path or body_paths.smpl_mean_params)
         mlp_dim = list(model_cfg.MLP_DIM)
-        self.maf_extractor = nn.ModuleList([MAF_Extractor(mlp_dim, dmap)
+        self.maf_extractor = nn.ModuleList([MAF_Extractor(mlp_dim, dmap, model_cfg.MAF_LAST_OP)
                                             for _ in range(self.n_iter)])
         n_points = [GRID_SIZE * GRID_SIZE] + [431] * max(self.n_iter - 1, 0)
         self.regressor = nn.ModuleList([Regressor(n_points[i] * mlp_dim[-1], smpl_dir, mean_params, extra,
