@@ -61,7 +61,7 @@ def test_fewer_iterations_sample_the_finest_maps():
 
 
 def test_unsupported_backbone_is_a_clear_error():
-    with pytest.raises(ValueError, match="'res101' is not supported; choose one of res50, hr32, hr48"):
+    with pytest.raises(ValueError, match="'res101' is not supported; choose one of res50, res18, hr32, hr48"):
         _build('res101')
 
 
