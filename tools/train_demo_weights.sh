@@ -3,11 +3,11 @@
 # licensed: synthetic images of the stand-in body model, the light config configs/demo_weights_lite.yaml,
 # train.py, then eval.py on a held-out synthetic set before and after training. See docs/demo_weights.md.
 #
-#     bash tools/train_demo_weights.sh            # STEPS=2400 by default; about 80 min on a quiet 2-core CPU
+#     bash tools/train_demo_weights.sh            # STEPS=2600 by default; about 45 min on a 2-core CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-STEPS=${STEPS:-2400}
+STEPS=${STEPS:-2600}
 RUN=logs/pymaf_res18/demo_weights_lite
 
 $PY tools/make_synthetic_dataset.py --split train --num_samples 12000 --seed 1
