@@ -32,19 +32,17 @@ def checkpoint_holds_body_model(checkpoint: dict) -> bool:
     return 'regressor.0.smpl.v_template' in checkpoint['model']
 
 
-def merge_checkpoint_cfg(checkpoint: dict | None, cfg_file: str | None = None, misc: list[str] | None = None):
-    """Set the global config for building a checkpoint's network and return it.
+def checkpoint_cfg(checkpoint: dict | None, cfg_file: str | None = None, misc: list[str] | None = None):
+    """The config a checkpoint's network is built with (a new node; the global config is not changed).
 
     Order: defaults, then ``cfg_file`` if given, else the checkpoint's own config if it has one, else the
     repository's configs/pymaf_config.yaml; then the ``misc`` KEY VALUE overrides.
     """
-    from argparse import Namespace
-
     from core import cfgs
 
     text = checkpoint.get('cfg') if checkpoint is not None else None
     if cfg_file or not text:
-        return cfgs.parse_args(Namespace(cfg_file=cfg_file, misc=misc))
+        return cfgs.update_cfg(cfg_file or cfgs.DEFAULT_CFG_FILE, misc)
     node = cfgs.get_cfg_defaults()
     try:
         node.merge_from_other_cfg(type(node).load_cfg(text))
@@ -52,9 +50,7 @@ def merge_checkpoint_cfg(checkpoint: dict | None, cfg_file: str | None = None, m
         raise KeyError(f'the checkpoint\'s config has a key this code does not know: {err}') from None
     if misc:
         cfgs.merge_list(node, list(misc))
-    cfgs.cfg.defrost()
-    cfgs.cfg.merge_from_other_cfg(node)
-    return cfgs.cfg
+    return node
 
 
 def build_from_checkpoint(checkpoint: dict | None, source: str | os.PathLike | None = None,
@@ -64,22 +60,25 @@ def build_from_checkpoint(checkpoint: dict | None, source: str | os.PathLike | N
     Args:
         checkpoint: a dict from `utils.saver.read_checkpoint`, or None.
         source: the checkpoint's path, for messages.
-        cfg_file, misc: config overrides (see `merge_checkpoint_cfg`).
+        cfg_file, misc: config overrides (see `checkpoint_cfg`).
 
     Raises:
         utils.saver.CheckpointError: the weights do not fit the network (all differences named).
     """
     from core import path_config
-    from models import pymaf_net
+    from models.pymaf_net import PyMAF
 
-    merge_checkpoint_cfg(checkpoint, cfg_file, misc)
+    node = checkpoint_cfg(checkpoint, cfg_file, misc)
+
+    def build(body, mean_params=None):
+        return PyMAF(body, mean_params, pretrained=False, model_cfg=node.MODEL.PyMAF, res_cfg=node.RES_MODEL)
+
     if checkpoint is None:
-        return pymaf_net(path_config.body_model_paths().smpl_mean_params, pretrained=False)
+        return build(path_config.body_model_paths())
     if checkpoint_holds_body_model(checkpoint):
-        model = pymaf_net(pretrained=False, placeholder_body=True)
-        return _load(model, checkpoint, source)
+        return _load(build(None), checkpoint, source)
     body = path_config.body_model_paths(standin=checkpoint.get('body_model') == 'standin')
-    model = pymaf_net(body.smpl_mean_params, pretrained=False, body_paths=body)
+    model = build(body)
     if checkpoint.get('excludes_body_model'):
         own = model.state_dict()
         checkpoint = dict(checkpoint, model={**{k: v for k, v in own.items() if is_body_model_key(k)},

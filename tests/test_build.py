@@ -67,3 +67,14 @@ def test_demo_uses_demo_weights_and_says_what_they_are(lite_model, tmp_path, mon
     predictor = demo.build_predictor(args, torch.device('cpu'), messages.append)
     assert any('stand-in weights, not the paper' in m for m in messages)
     assert predictor.model.backbone_name == 'res18'
+
+
+def test_shipped_demo_weights_load_and_say_what_they_are():
+    path = REPO / 'assets' / 'demo_weights' / 'pymaf_lite_standin.pt'
+    data = read_checkpoint(path)
+    assert data['body_model'] == 'standin' and 'not comparable to the paper' in data['description']
+    assert data['evaluation']['dataset'] == 'synthetic' and data['training']['step'] > 0
+    model = build_from_checkpoint(data, path).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 224, 224))[0]['smpl_out'][-1]
+    assert out['verts'].shape == (1, 6890, 3) and torch.isfinite(out['verts']).all()

@@ -86,7 +86,8 @@ def test_default_output_is_frame_by_frame_and_smoothing_is_consistent(tmp_path, 
 
     # Off by default: the same numbers as running the network on each frame by itself.
     torch.manual_seed(0)
-    predictor = PyMAFPredictor.from_checkpoint(None, 'cpu')
+    weights, _ = demo.resolve_checkpoint(demo.build_parser().parse_args(base))  # what the demo ran with
+    predictor = PyMAFPredictor.from_checkpoint(weights, 'cpu')
     frame1 = dict(open_frame_source(video).frames())[1]
     single = predictor.predict_image(frame1, plain['bboxes'][1:2])
     np.testing.assert_allclose(plain['pose'][1], single['pose'][0], atol=1e-4)
@@ -108,6 +109,7 @@ def test_missing_data_file_is_named(tmp_path, capsys, monkeypatch):
     neutral = path_config.body_model_paths().smpl_dir / 'SMPL_NEUTRAL.pkl'
     shutil.copy(neutral, data / 'smpl' / 'SMPL_NEUTRAL.pkl')  # SMPL present, its companion files missing
     monkeypatch.setattr(path_config, 'DATA_DIR', data)
+    monkeypatch.setattr(demo, 'DEMO_WEIGHTS_DIR', tmp_path / 'no_demo_weights')  # they bring their own body
     video, _ = _clip(tmp_path)
     status = demo.main(['--vid_file', str(video), '--output_folder', str(tmp_path / 'out'), '--no_render'])
     err = capsys.readouterr().err

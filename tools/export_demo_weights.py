@@ -26,8 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> Path:
-    from core.cfgs import cfg
-    from models.build import build_from_checkpoint, save_compact_weights
+    from models.build import build_from_checkpoint, checkpoint_cfg, save_compact_weights
     from utils.saver import read_checkpoint
 
     data = read_checkpoint(args.checkpoint)
@@ -41,7 +40,7 @@ def main(args: argparse.Namespace) -> Path:
     if args.eval_json:
         with open(args.eval_json) as f:
             record['evaluation'] = json.load(f)
-    path = save_compact_weights(args.out, model, cfg, body, DESCRIPTION, extra=record)
+    path = save_compact_weights(args.out, model, checkpoint_cfg(data), body, DESCRIPTION, extra=record)
     print(f'wrote {path} ({path.stat().st_size / 1e6:.1f} MB, body model: {body})')
     return path
 
