@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.pose_resnet import Bottleneck
+from models.pose_resnet import Bottleneck, init_backbone_weights
 
 logger = logging.getLogger(__name__)
 _warned_missing: set[str] = set()
@@ -140,12 +140,7 @@ class HRNet(nn.Module):
                        for m in range(n_modules)]
             setattr(self, f'stage{stage}', nn.Sequential(*modules))
             prev = cur
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_backbone_weights(self)
 
     @staticmethod
     def _transition(prev: list[int], cur: list[int]) -> nn.ModuleList:

@@ -40,6 +40,20 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+def init_backbone_weights(backbone: nn.Module) -> None:
+    """He-initialise every convolution (fan-out, as torchvision's ResNets) and reset every batch norm.
+
+    Backbones must also train from scratch when no ImageNet weights exist: a tiny normal init behind batch
+    norm makes every Adam step rescale the filters, and training stalls.
+    """
+    for module in backbone.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 class BasicBlock(nn.Module):
     """ResNet basic block (two 3x3 convolutions; no expansion), as in ResNet-18/34."""
 
@@ -91,15 +105,7 @@ class PoseResNet(nn.Module):
         self.layer3 = self._make_layer(4 * width, layers[2], stride=2)
         self.layer4 = self._make_layer(8 * width, layers[3], stride=2)
         self.avgpool = nn.AvgPool2d(7, stride=1)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                # He initialisation, as torchvision's ResNets: the backbone must also train from scratch when no
-                # ImageNet weights exist (a tiny normal init behind batch norm makes every Adam step rescale
-                # the filters, and training stalls).
-                nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_backbone_weights(self)
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         block = self.block
