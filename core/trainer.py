@@ -28,10 +28,11 @@ from core import constants, losses, path_config
 from datasets.base_dataset import AugmentOptions, BaseDataset
 from datasets.mixed_dataset import MixedDataset, apply_fits
 from datasets.sampling import ResumableSampler, SeededSamples, collate_skipping_bad, loader_seed_generator
+from models.pymaf_net import smpl_outputs
 from utils import train_utils
-from utils.geometry import estimate_translation, projection, rotation_matrix_to_angle_axis
+from utils.geometry import estimate_translation
 from utils.iuvmap import iuv_img2map, iuv_map2img
-from utils.saver import load_checkpoint, read_checkpoint, save_checkpoint
+from utils.saver import load_checkpoint, load_state, read_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +47,6 @@ class BadDataError(RuntimeError):
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if hasattr(model, 'module') else model
-
-
-def hmr_outputs(rotmat: torch.Tensor, betas: torch.Tensor, cam: torch.Tensor, smpl: torch.nn.Module) -> dict:
-    """The HMR baseline's prediction in the form of one PyMAF ``smpl_out`` entry (see `Regressor.smpl_output`)."""
-    batch = rotmat.shape[0]
-    out = smpl(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False)
-    pose_aa = rotation_matrix_to_angle_axis(rotmat.reshape(-1, 3, 3)).reshape(batch, 72)
-    return {'theta': torch.cat([cam, betas, pose_aa], dim=1), 'verts': out.vertices, 'kp_2d': projection(out.joints, cam),
-            'kp_3d': out.joints, 'smpl_kp_3d': out.smpl_joints, 'rotmat': rotmat, 'pred_cam': cam,
-            'pred_shape': betas}
 
 
 def compute_losses(preds: list[dict], dp_out: list[dict], targets: dict, cfg, openpose_weight: float,
@@ -153,7 +144,8 @@ class Trainer:
         self.device = info.device
         self.log_dir = log_dir
         self.stop = StopRequest()
-        resume_state = read_checkpoint(log_dir_checkpoint(args.log_dir), map_location='cpu') if args.resume else None
+        self.resume_path = log_dir_checkpoint(args.log_dir) if args.resume else None
+        resume_state = read_checkpoint(self.resume_path, map_location='cpu') if args.resume else None
         self.seed = resume_state['seed'] if resume_state else train_utils.shared_seed(cfg.SEED_VALUE, info)
         train_utils.seed_everything(self.seed)
 
@@ -328,7 +320,7 @@ class Trainer:
                 smpl_out, dp_out = [(rotmat, betas, cam)], []
         if self.args.regressor != 'pymaf_net':
             rotmat, betas, cam = (t.float() for t in smpl_out[0])
-            smpl_out = [hmr_outputs(rotmat, betas, cam, self.smpl)]
+            smpl_out = [smpl_outputs(self.smpl, rotmat, betas, cam)]
 
         def as_fp32(d: dict) -> dict:
             return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in d.items()}
@@ -501,7 +493,7 @@ class Trainer:
             if self.args.regressor == 'pymaf_net':
                 outputs = model(images)[0]['smpl_out']
             else:
-                outputs = [hmr_outputs(*model(images), self.smpl)]
+                outputs = [smpl_outputs(self.smpl, *model(images))]
             loops = range(-len(outputs), 0) if self.cfg.TRAIN.VAL_LOOP else [-1]
             for loop in loops:
                 if loop not in evaluators:
@@ -548,10 +540,7 @@ class Trainer:
         return path
 
     def _resume(self, state: dict) -> None:
-        from utils.saver import load_state
-
-        load_state(unwrap(self.model), state, log_dir_checkpoint(self.args.log_dir), strict=True,
-                   optimizer=self.optimizer)
+        load_state(unwrap(self.model), state, self.resume_path, strict=True, optimizer=self.optimizer)
         self.scheduler.load_state_dict(state['scheduler'])
         if self.scaler is not None and 'scaler' in state:
             self.scaler.load_state_dict(state['scaler'])

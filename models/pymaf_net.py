@@ -125,26 +125,35 @@ class Regressor(nn.Module):
         pelvis-centred H36M-regressor joints when ``J_regressor`` (17,6890) is given, ``smpl_kp_3d``
         (B,24,3), ``rotmat`` (B,24,3,3), ``pred_cam``, ``pred_shape``, ``pred_pose``.
         """
-        batch = pred_pose.shape[0]
-        rotmat = rot6d_to_rotmat(pred_pose).reshape(batch, 24, 3, 3)
-        out = self.smpl(betas=pred_shape, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False)
-        verts, joints = out.vertices, out.joints
-        kp_2d = projection(joints, pred_cam)
-        pose_aa = rotation_matrix_to_angle_axis(rotmat.reshape(-1, 3, 3)).reshape(batch, 72)
-        if J_regressor is not None:
-            h36m = torch.matmul(J_regressor.to(verts), verts)
-            joints = h36m[:, constants.H36M_TO_J14] - h36m[:, :1]
-        return {
-            'theta': torch.cat([pred_cam, pred_shape, pose_aa], dim=1),
-            'verts': verts,
-            'kp_2d': kp_2d,
-            'kp_3d': joints,
-            'smpl_kp_3d': out.smpl_joints,
-            'rotmat': rotmat,
-            'pred_cam': pred_cam,
-            'pred_shape': pred_shape,
-            'pred_pose': pred_pose,
-        }
+        rotmat = rot6d_to_rotmat(pred_pose).reshape(pred_pose.shape[0], 24, 3, 3)
+        return dict(smpl_outputs(self.smpl, rotmat, pred_shape, pred_cam, J_regressor), pred_pose=pred_pose)
+
+
+def smpl_outputs(smpl: nn.Module, rotmat: torch.Tensor, betas: torch.Tensor, cam: torch.Tensor,
+                 J_regressor: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # noqa: N803
+    """One prediction's output dict from rotation matrices (B,24,3,3), betas (B,10) and crop camera (B,3).
+
+    The keys of `Regressor.smpl_output` except ``pred_pose`` (also used for the HMR baseline, which predicts
+    rotation matrices).
+    """
+    batch = rotmat.shape[0]
+    out = smpl(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False)
+    verts, joints = out.vertices, out.joints
+    kp_2d = projection(joints, cam)
+    pose_aa = rotation_matrix_to_angle_axis(rotmat.reshape(-1, 3, 3)).reshape(batch, 72)
+    if J_regressor is not None:
+        h36m = torch.matmul(J_regressor.to(verts), verts)
+        joints = h36m[:, constants.H36M_TO_J14] - h36m[:, :1]
+    return {
+        'theta': torch.cat([cam, betas, pose_aa], dim=1),
+        'verts': verts,
+        'kp_2d': kp_2d,
+        'kp_3d': joints,
+        'smpl_kp_3d': out.smpl_joints,
+        'rotmat': rotmat,
+        'pred_cam': cam,
+        'pred_shape': betas,
+    }
 
 
 class PyMAF(nn.Module):
