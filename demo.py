@@ -201,7 +201,8 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
     ``model_factory`` (tests and embedding) builds the network instead of `models.pymaf_net`; then only
     an explicit ``--checkpoint`` is loaded.
     """
-    from utils.demo_utils import CheckpointMismatchError, PyMAFPredictor, checkpoint_holds_body_model, load_weights
+    from models.build import checkpoint_holds_body_model
+    from utils.demo_utils import CheckpointMismatchError, PyMAFPredictor, load_weights
     from utils.saver import read_checkpoint
 
     if model_factory is not None:

@@ -29,7 +29,6 @@ import torch
 
 from core.constants import FOCAL_LENGTH, IMG_RES
 from datasets.inference import crop_person
-from models.build import checkpoint_holds_body_model  # noqa: F401 (re-exported for demo.py)
 from utils.saver import CheckpointError, load_checkpoint, read_checkpoint
 
 logger = logging.getLogger(__name__)
