@@ -4,6 +4,7 @@ DensePose labels, for fp32 and bf16 (CPU by default; on a GPU with --device cuda
     python3 bench/bench_train.py                                    # ResNet-50 PyMAF, batch 8, CPU
     python3 bench/bench_train.py --cfg_file configs/demo_weights_lite.yaml --batch_size 32
     python3 bench/bench_train.py --device cuda --batch_size 64 --amp none bf16 fp16
+    python3 bench/bench_train.py --amp bf16 --misc TRAIN.CHANNELS_LAST True
 
 Runs train.py's Trainer on a synthetic set it renders into a temporary folder; the first --warmup steps are
 not timed. Prints one line per precision and a JSON summary.
@@ -31,6 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--workers', type=int, default=0, help='data-loader workers')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s)')
+    parser.add_argument('--misc', nargs='*', default=[], help='extra config overrides, KEY VALUE pairs, as train.py')
     return parser.parse_args(argv)
 
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace, amp: str, npz: str, img_dir: str) -> dict:
     if args.cfg_file:
         argv += ['--cfg_file', args.cfg_file]
     argv += ['--misc', 'TRAIN.BATCH_SIZE', str(args.batch_size), 'TRAIN.NUM_WORKERS', str(args.workers),
-             'TRAIN.AMP', amp, 'SEED_VALUE', '0', 'TRAIN.PIN_MEMORY', 'False']
+             'TRAIN.AMP', amp, 'SEED_VALUE', '0', 'TRAIN.PIN_MEMORY', 'False', *args.misc]
     train_args = parse_train_args(argv)
     cfg = cfgs.parse_args(train_args)
     trainer = Trainer(train_args, cfg, init_distributed(train_args), log_dir=None)

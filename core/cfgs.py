@@ -39,6 +39,7 @@ _C.TRAIN.SAVE_EVERY = 1            # also keep model_epoch_<e>.pt (weights only)
 _C.TRAIN.VIS_SAMPLES = 16          # samples per TensorBoard image grid (the original's 16)
 _C.TRAIN.AMP = 'none'              # mixed precision of the forward pass: 'none' (fp32), 'bf16' or 'fp16' (CUDA only)
 _C.TRAIN.CHANNELS_LAST = False     # channels-last memory format for the model and the images
+_C.TRAIN.GRAD_CLIP = 0.0           # clip the gradients' global L2 norm to this before each step (0: off, the original)
 _C.TRAIN.SYNC_BN = True            # synchronised batch norm across processes (CUDA only; CPU runs keep plain BN)
 _C.TRAIN.BAD_SAMPLE_POLICY = 'skip'  # unreadable sample or non-finite loss: 'skip' (report, count, go on) or 'stop'
 _C.TRAIN.MAX_SKIPPED = 1000        # with 'skip', stop once more samples/steps than this were skipped (-1: never)
@@ -111,11 +112,24 @@ def _merge_file(node: CN, cfg_file: str | os.PathLike) -> None:
         raise KeyError(f'{cfg_file}: unknown config key {err}') from None
 
 
+def _int_as_float(node: CN, key: str, value):
+    """``'100'`` for a float key becomes ``'100.0'`` (yacs would reject the int); anything else is unchanged."""
+    current = node
+    for part in key.split('.'):
+        if not isinstance(current, CN) or part not in current:
+            return value
+        current = current[part]
+    if isinstance(current, float) and isinstance(value, str) and value.lstrip('+-').isdigit():
+        return str(float(value))
+    return value
+
+
 def merge_list(node: CN, pairs: list[str]) -> None:
     """Merge ``KEY VALUE`` pairs into ``node``; unknown keys and bad values are errors naming them."""
     if len(pairs) % 2:
         raise ValueError(f'--misc takes KEY VALUE pairs, got an odd number of items: {pairs}')
     for key, value in zip(pairs[0::2], pairs[1::2]):
+        value = _int_as_float(node, key, value)
         try:
             node.merge_from_list([key, value])
         except (KeyError, AssertionError) as err:

@@ -354,14 +354,25 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        grad_norm = self._clip_gradients()
+        if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()
             self.optimizer.step()
         values = {k: float(v.detach()) for k, v in loss_terms.items()}
         values['loss'] = float(loss.detach())
-        return {'losses': values, 'images': images, 'targets': targets, 'preds': preds, 'dp_out': dp_out}
+        return {'losses': values, 'grad_norm': grad_norm, 'images': images, 'targets': targets, 'preds': preds,
+                'dp_out': dp_out}
+
+    def _clip_gradients(self) -> float:
+        """Global L2 norm of the (unscaled) gradients before clipping; clipped to TRAIN.GRAD_CLIP when that is > 0."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        max_norm = self.cfg.TRAIN.GRAD_CLIP if self.cfg.TRAIN.GRAD_CLIP > 0 else float('inf')
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
     def _skip(self, message: str) -> None:
         if self.cfg.TRAIN.BAD_SAMPLE_POLICY == 'stop':
@@ -450,6 +461,7 @@ class Trainer:
             for name, value in out['losses'].items():
                 self.writer.add_scalar(f'losses/{name}', value, self.step)
             self.writer.add_scalar('lr/model_lr', self.optimizer.param_groups[0]['lr'], self.step)
+            self.writer.add_scalar('grad/norm', out['grad_norm'], self.step)
             self.writer.add_scalar('data/skipped', self.skipped, self.step)
         if self.step % self.cfg.TRAIN_VIS_ITER_FERQ == 0:
             self.writer.add_image('train/mesh_pred', self.training_grid(out), self.step, dataformats='HWC')

@@ -118,6 +118,10 @@ def test_config_defaults_yaml_and_overrides(tmp_path):
         cfgs.update_cfg(bad)
     with pytest.raises(ValueError, match='odd number'):
         cfgs.update_cfg(None, ['MODEL.PyMAF.N_ITER'])
+    node = cfgs.update_cfg(None, ['SOLVER.BASE_LR', '1', 'SOLVER.EPOCHS', '[0, 13, 17]'])  # an int for a float key
+    assert node.SOLVER.BASE_LR == 1.0 and isinstance(node.SOLVER.BASE_LR, float) and node.SOLVER.EPOCHS == [0, 13, 17]
+    with pytest.raises(ValueError, match='MODEL.PyMAF.N_ITER 2.5'):
+        cfgs.update_cfg(None, ['MODEL.PyMAF.N_ITER', '2.5'])
     args = types.SimpleNamespace(cfg_file=None, misc=['MODEL.PyMAF.N_ITER', '2'])
     try:
         assert cfgs.parse_args(args).MODEL.PyMAF.N_ITER == 2

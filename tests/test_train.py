@@ -63,7 +63,7 @@ def test_one_epoch_writes_checkpoints_and_tensorboard(synth, tmp_path):
     events.Reload()
     scalars = set(events.Tags()['scalars'])
     for name in ('losses/loss', 'losses/loss_keypoints_3', 'losses/loss_keypoints_3d_1', 'losses/loss_regr_pose_2',
-                 'losses/loss_IndexUV-1', 'losses/loss_U-1', 'lr/model_lr', 'eval_error/pa-mpjpe_-1',
+                 'losses/loss_IndexUV-1', 'losses/loss_U-1', 'lr/model_lr', 'grad/norm', 'eval_error/pa-mpjpe_-1',
                  'eval_error/mpjpe_-4', 'eval_error/pve_-1'):
         assert name in scalars, name
     assert [e.step for e in events.Scalars('losses/loss')] == [1, 2, 3]
@@ -244,3 +244,24 @@ def test_bf16_channels_last_and_the_hmr_baseline_train(synth, tmp_path, regresso
     ckpt = read_checkpoint(run / 'checkpoints' / 'model_latest.pt')
     assert ckpt['total_step_count'] == 3 and ckpt['regressor'] == regressor
     assert all(torch.isfinite(v).all() for v in ckpt['model'].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize('clip', [0.0, 1e-3])
+def test_gradient_clipping(synth, tmp_path, clip):
+    """TRAIN.GRAD_CLIP bounds the global gradient norm the optimiser sees; 0 leaves the gradients alone."""
+    from core import cfgs
+    from core.train_options import parse_train_args
+    from core.trainer import Trainer
+    from utils.train_utils import init_distributed
+
+    args = parse_train_args(_args(synth, tmp_path, '--eval_dataset', 'none', misc=['TRAIN.GRAD_CLIP', str(clip)]))
+    trainer = Trainer(args, cfgs.parse_args(args), init_distributed(args), log_dir=None)
+    trainer.sampler.set_epoch(0)
+    out = trainer.train_step(next(iter(trainer.train_loader)))
+    norm_after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in
+                                                       trainer.model.parameters() if p.grad is not None]))
+    assert out['grad_norm'] > 1e-2
+    if clip:
+        assert norm_after == pytest.approx(clip, rel=1e-3)
+    else:
+        assert norm_after == pytest.approx(out['grad_norm'], rel=1e-4)
