@@ -308,7 +308,7 @@ def run_evaluation(model: torch.nn.Module, dataset_name: str, dataset: torch.uti
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
     for step, batch in enumerate(tqdm(loader, desc=f'eval {dataset_name}'), start=1):
         with torch.no_grad():
-            preds_dict, _ = model(batch['img'].to(device))
+            preds_dict, _ = model(batch['img'].to(device), iuv=False)
         evaluator.update(preds_dict['smpl_out'][-1], batch)
         if log_freq > 0 and step % log_freq == 0:
             running = evaluator.results()

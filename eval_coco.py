@@ -62,7 +62,7 @@ def model_predictor(model: torch.nn.Module, smpl_neutral: torch.nn.Module) -> Pr
 
     @torch.no_grad()
     def predict(batch: dict, device: torch.device) -> torch.Tensor:
-        preds_dict, _ = model(batch['img'].to(device))
+        preds_dict, _ = model(batch['img'].to(device), iuv=False)
         pred = preds_dict['smpl_out'][-1]
         rotmat, betas, cam = pred['rotmat'], pred['pred_shape'], pred['pred_cam']
         joints = smpl_neutral(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1],

@@ -2,10 +2,12 @@
 
     python3 bench/bench_model.py --batch_sizes 1 32 --repeats 10 --threads 2
 
-"backbone" is the ResNet-50 plus the three deconvolution stages alone; "full" is the whole forward
-(inference mode, eval, fp32). The two are timed alternately, one call each per repeat, so that load from
-other processes hits both alike; the table gives the median of each, and the loop overhead is
-median(full) / median(backbone) - 1.
+"backbone" is the ResNet-50 plus the three deconvolution stages alone; "loop" is the forward without the
+auxiliary IUV head (``model(x, iuv=False)``, what evaluation and the demo run): the backbone plus the
+mesh-alignment feedback loop; "full" is the whole forward as the original runs it in eval mode, IUV head
+included. All in inference mode, eval, fp32. The three are timed in turn, one call each per repeat, so that
+load from other processes hits them alike; the table gives the median of each, the loop overhead
+median(loop) / median(backbone) - 1 and the full overhead median(full) / median(backbone) - 1.
 """
 from __future__ import annotations
 
@@ -55,14 +57,17 @@ def main() -> None:
         return model.deconv_layers(feat)
 
     print(f'torch {torch.__version__}, threads {torch.get_num_threads()}')
-    print('| batch | backbone+deconv ms | full forward ms | loop overhead | images/s |')
-    print('|---|---|---|---|---|')
+    print('| batch | backbone+deconv ms | without IUV head ms | full forward ms | loop overhead | full overhead '
+          '| images/s (without IUV / full) |')
+    print('|---|---|---|---|---|---|---|')
     for batch in args.batch_sizes:
         x = torch.randn(batch, 3, 224, 224)
         with torch.inference_mode():
-            t_backbone, t_full = interleaved_medians([lambda: backbone(x), lambda: model(x)], args.repeats)
-        print(f'| {batch} | {t_backbone * 1e3:.1f} | {t_full * 1e3:.1f} | {100 * (t_full / t_backbone - 1):.1f}% '
-              f'| {batch / t_full:.1f} |')
+            t_backbone, t_loop, t_full = interleaved_medians(
+                [lambda: backbone(x), lambda: model(x, iuv=False), lambda: model(x)], args.repeats)
+        print(f'| {batch} | {t_backbone * 1e3:.1f} | {t_loop * 1e3:.1f} | {t_full * 1e3:.1f} '
+              f'| {100 * (t_loop / t_backbone - 1):.1f}% | {100 * (t_full / t_backbone - 1):.1f}% '
+              f'| {batch / t_loop:.1f} / {batch / t_full:.1f} |')
 
 
 if __name__ == '__main__':

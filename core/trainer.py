@@ -503,7 +503,7 @@ class Trainer:
         for batch_idx, batch in enumerate(tqdm(loader, desc=f'validate {self.args.eval_dataset}', leave=False)):
             images = batch['img'].to(self.device)
             if self.args.regressor == 'pymaf_net':
-                outputs = model(images)[0]['smpl_out']
+                outputs = model(images, iuv=False)[0]['smpl_out']
             else:
                 outputs = [smpl_outputs(self.smpl, *model(images))]
             loops = range(-len(outputs), 0) if self.cfg.TRAIN.VAL_LOOP else [-1]

@@ -237,3 +237,14 @@ def test_iuv_head_in_model_matches_separate_convolutions(model):
         for name in HEADS:
             conv = getattr(model.dp_head, name)
             assert torch.allclose(out[name], F.conv2d(feat, conv.weight, conv.bias, padding=1), atol=ATOL)
+
+
+def test_inference_without_the_iuv_head_gives_the_same_meshes(model):
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full, _ = model(x)
+        lean, _ = model(x, iuv=False)
+    assert len(full['dp_out']) == 1 and lean['dp_out'] == []
+    for a, b in zip(full['smpl_out'], lean['smpl_out']):
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[key], b[key]) for key in a)

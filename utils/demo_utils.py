@@ -153,7 +153,7 @@ class PyMAFPredictor:
         outputs = []
         for start in range(0, len(norm_imgs), self.batch_size):
             batch = norm_imgs[start:start + self.batch_size].to(self.device, non_blocking=True)
-            preds, _ = self.model(batch)
+            preds, _ = self.model(batch, iuv=False)
             final = preds['smpl_out'][-1]
             theta = final['theta']
             outputs.append({
