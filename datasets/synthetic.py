@@ -190,7 +190,7 @@ def render_body(verts_cam: torch.Tensor, faces: torch.Tensor, colors: np.ndarray
         The composited image and the body mask.
     """
     from utils.rasterizer import rasterize
-    from utils.renderer import vertex_normals
+    from utils.geometry import vertex_normals
 
     height, width = background.shape[:2]
     z = verts_cam[:, 2]

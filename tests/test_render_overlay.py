@@ -7,7 +7,8 @@ import torch
 from scipy.spatial import Delaunay
 
 from utils.mesh_primitives import uv_sphere
-from utils.renderer import COLORS, PyRenderer, rotate_about_vertical, vertex_normals
+from utils.geometry import vertex_normals
+from utils.renderer import COLORS, PyRenderer, rotate_about_vertical
 
 FOCAL = 500.0
 HEIGHT, WIDTH = 96, 128

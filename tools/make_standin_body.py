@@ -45,7 +45,12 @@ import numpy as np
 import scipy.io
 import scipy.optimize
 import scipy.sparse as sp
+import torch
 from scipy.spatial import cKDTree
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from utils.geometry import vertex_normals  # noqa: E402
 
 logger = logging.getLogger('make_standin_body')
 
@@ -155,7 +160,6 @@ class AnnySource:
 
     def __init__(self) -> None:
         import anny
-        import torch
         self.torch = torch
         self.model = anny.Anny()
         self.keypoints = anny.KeypointsRegressor.coco(self.model)
@@ -360,15 +364,6 @@ def decimate_to(verts: np.ndarray, faces: np.ndarray, num_verts: int, closed: bo
     raise RuntimeError(f'could not decimate to {num_verts} vertices')
 
 
-def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    tri = verts[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    vn = np.zeros_like(verts)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
-
-
 def delaunay_flips(verts: np.ndarray, faces: np.ndarray, min_normal_dot: float = 0.95) -> tuple[np.ndarray, int]:
     """One pass of edge flips towards a Delaunay triangulation, keeping vertex and face counts.
 
@@ -442,7 +437,7 @@ def relax_on_surface(verts: np.ndarray, faces: np.ndarray, surf_verts: np.ndarra
         adj = adjacency(faces, len(verts))
         degree = np.asarray(adj.sum(1)).ravel()
         delta = (adj @ verts) / degree[:, None] - verts
-        normals = _vertex_normals(verts, faces)
+        normals = vertex_normals(torch.from_numpy(verts)[None], torch.from_numpy(faces))[0].numpy()
         delta -= (delta * normals).sum(1, keepdims=True) * normals
         verts, _, _ = trimesh.proximity.closest_point(surface, verts + step * delta)
     faces, _ = delaunay_flips(verts, faces)
@@ -888,7 +883,6 @@ def walking_pose() -> np.ndarray:
 def render_previews(out_dir: pathlib.Path, v_template: np.ndarray, faces: np.ndarray, weights: np.ndarray,
                     joints: np.ndarray, parts_img: tuple | None = None) -> list[pathlib.Path]:
     """Front and side PNGs of the body in T-pose and in a walking pose."""
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
     from PIL import Image
     from utils.renderer import PyRenderer
     out_dir.mkdir(parents=True, exist_ok=True)

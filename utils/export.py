@@ -32,7 +32,7 @@ import torch
 
 from core.constants import SMPL_JOINT_NAMES, SMPL_PARENTS
 from utils.demo_utils import load_output_pkl, orig_cam_to_cam_t
-from utils.geometry import batch_rodrigues, rotation_matrix_to_quaternion
+from utils.geometry import batch_rodrigues, rotation_matrix_to_quaternion, vertex_normals
 
 logger = logging.getLogger(__name__)
 
@@ -224,15 +224,10 @@ def _quaternions_xyzw(rotmat: np.ndarray) -> np.ndarray:
 
 
 def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) area-weighted unit vertex normals (zero-area vertices get +y)."""
-    tri = verts[faces]
-    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(verts)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_normals)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    normals = np.where(length > 1e-12, normals / np.maximum(length, 1e-12), [0.0, 1.0, 0.0])
-    return normals
+    """(V, 3) area-weighted unit vertex normals; a vertex with no face of non-zero area gets +y (glTF needs unit
+    normals)."""
+    normals = vertex_normals(torch.from_numpy(np.asarray(verts))[None], torch.from_numpy(np.asarray(faces)))[0].numpy()
+    return np.where(np.linalg.norm(normals, axis=1, keepdims=True) > 0.5, normals, [0.0, 1.0, 0.0])
 
 
 class _GltfBuffer:

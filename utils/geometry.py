@@ -1,4 +1,4 @@
-"""Pure tensor geometry: rotation representations, camera projections and camera conversions.
+"""Pure tensor geometry: rotation representations, camera projections and conversions, mesh normals.
 
 Conventions (those of the original PyMAF, which the released checkpoint was trained with):
 - ``pose_6d``: the first two columns of a rotation matrix, read row by row:
@@ -257,3 +257,22 @@ def compute_similarity_transform(src_points: torch.Tensor, dst_points: torch.Ten
     rot = v @ fix @ u.transpose(1, 2)
     scale = torch.einsum('bii->b', rot @ cov) / var_src
     return scale[:, None, None] * x_src @ rot.transpose(1, 2) + mu_dst
+
+
+def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals.
+
+    Args:
+        verts: (N, V, 3) vertices.
+        faces: (F, 3) long vertex indices.
+
+    Returns:
+        (N, V, 3) unit normals (zero for vertices with no face of non-zero area); their orientation follows
+        the winding.
+    """
+    corners = verts[:, faces]  # (N, F, 3, 3)
+    face_n = torch.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1)
+    normals = torch.zeros_like(verts)
+    for k in range(3):
+        normals.index_add_(1, faces[:, k], face_n)
+    return F.normalize(normals, dim=-1, eps=1e-12)

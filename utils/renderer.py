@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utils.geometry import perspective_projection
+from utils.geometry import perspective_projection, vertex_normals
 from utils.rasterizer import rasterize
 
 logger = logging.getLogger(__name__)
@@ -83,24 +83,6 @@ def _parse_colors(colors: str | Sequence | None, num_meshes: int) -> torch.Tenso
     if len(rgb_list) != num_meshes:
         raise ValueError(f'got {len(rgb_list)} colours for {num_meshes} meshes')
     return torch.tensor(rgb_list, dtype=torch.float32)
-
-
-def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals.
-
-    Args:
-        verts: (N, V, 3) vertices.
-        faces: (F, 3) long vertex indices.
-
-    Returns:
-        (N, V, 3) unit normals (zero for vertices used by no face); their orientation follows the winding.
-    """
-    corners = verts[:, faces]  # (N, F, 3, 3)
-    face_n = torch.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1)
-    normals = torch.zeros_like(verts)
-    for k in range(3):
-        normals.index_add_(1, faces[:, k], face_n)
-    return F.normalize(normals, dim=-1, eps=1e-12)
 
 
 def rotate_about_vertical(verts: torch.Tensor, angle_deg: float) -> torch.Tensor:
