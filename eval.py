@@ -58,14 +58,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='results JSON (default: results/eval_<dataset>.json)')
     parser.add_argument('--eval_pve', action='store_true',
                         help='report PVE; for h36m-p2 this switches to the MoSh file h36m_mosh_valid_p2.npz')
-    parser.add_argument('--num_workers', type=int, default=min(8, os.cpu_count() or 1), help='data loader workers')
     parser.add_argument('--shuffle', action='store_true', help='shuffle the samples')
+    add_model_run_args(parser)
+    return parser.parse_args(argv)
+
+
+def add_model_run_args(parser: argparse.ArgumentParser) -> None:
+    """The flags every evaluation script shares: data-loader workers, model config and overrides, device."""
+    parser.add_argument('--num_workers', type=int, default=min(8, os.cpu_count() or 1), help='data loader workers')
     parser.add_argument('--cfg_file', default=None,
                         help='model configuration (yaml; default configs/pymaf_config.yaml of the repository)')
     parser.add_argument('--misc', nargs='*', default=None, help='config overrides as KEY VALUE pairs')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: cuda when available, else cpu)')
-    return parser.parse_args(argv)
 
 
 def build_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:

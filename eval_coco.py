@@ -20,6 +20,7 @@ import torch
 
 from core import constants
 from datasets.coco_keypoint_dataset import STAT_NAMES, COCOKeypointDataset
+from eval import add_model_run_args
 from utils.transforms import transform_preds
 
 logger = logging.getLogger('eval_coco')
@@ -36,13 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--annotation_file', default=None,
                         help='COCO GT json (default: <COCO root>/annotations/person_keypoints_val2014.json)')
     parser.add_argument('--batch_size', type=int, default=32, help='images per batch')
-    parser.add_argument('--num_workers', type=int, default=min(8, os.cpu_count() or 1), help='data loader workers')
     parser.add_argument('--output_dir', default='notebooks/output', help='results JSON goes to <output_dir>/results/')
-    parser.add_argument('--cfg_file', default=None,
-                        help='model configuration (yaml; default configs/pymaf_config.yaml of the repository)')
-    parser.add_argument('--misc', nargs='*', default=None, help='config overrides as KEY VALUE pairs')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                        help='torch device (default: cuda when available, else cpu)')
+    add_model_run_args(parser)
     return parser.parse_args(argv)
 
 

@@ -11,6 +11,7 @@ import scipy.io
 import scipy.sparse as sp
 from scipy.spatial.transform import Rotation
 
+from tools.make_standin_body import numpy_lbs
 from utils.densepose_methods import load_densepose_uv
 from utils.standin import ensure_standin
 
@@ -32,20 +33,9 @@ def neutral(data_dir):
 
 
 def lbs(model: dict, pose_aa: np.ndarray, betas: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Minimal SMPL linear blend skinning (no pose correctives): pose_aa (24, 3) -> verts, joints."""
+    """SMPL skinning of the pickle's arrays without pose correctives: pose_aa (24, 3) -> verts, joints."""
     v = model['v_template'] + (model['shapedirs'] @ betas if betas is not None else 0.0)
-    joints = model['J_regressor'] @ v
-    rot = Rotation.from_rotvec(pose_aa).as_matrix()
-    world = np.zeros((24, 4, 4))
-    for j in range(24):
-        local = np.eye(4)
-        local[:3, :3] = rot[j]
-        local[:3, 3] = joints[j] - (joints[SMPL_PARENTS[j]] if j else 0.0)
-        world[j] = local if j == 0 else world[SMPL_PARENTS[j]] @ local
-    rel = world.copy()
-    rel[:, :3, 3] -= np.einsum('jab,jb->ja', world[:, :3, :3], joints)
-    blend = np.einsum('vj,jab->vab', model['weights'], rel)
-    return np.einsum('vab,vb->va', blend[:, :3, :3], v) + blend[:, :3, 3], world[:, :3, 3]
+    return numpy_lbs(v, model['weights'], model['J_regressor'] @ v, pose_aa)
 
 
 def edges_of(faces: np.ndarray) -> np.ndarray:

@@ -851,8 +851,17 @@ def downsampling(verts: np.ndarray, faces: np.ndarray) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------------
 # preview
 # ----------------------------------------------------------------------------------------------------
-def _lbs(v_template: np.ndarray, weights: np.ndarray, joints: np.ndarray, pose_aa: np.ndarray) -> np.ndarray:
-    """Minimal linear blend skinning, (V, 3) rest -> posed, pose_aa (24, 3)."""
+def numpy_lbs(v_template: np.ndarray, weights: np.ndarray, joints: np.ndarray, pose_aa: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Minimal linear blend skinning without pose correctives, in numpy.
+
+    Args:
+        v_template: (V, 3) rest vertices. weights: (V, 24) skinning weights. joints: (24, 3) rest joints.
+        pose_aa: (24, 3) axis-angle, radians.
+
+    Returns:
+        (V, 3) posed vertices and (24, 3) posed joints.
+    """
     rot = _axis_angle_to_matrix(pose_aa)
     world = np.zeros((24, 4, 4))
     for j in range(24):
@@ -863,7 +872,7 @@ def _lbs(v_template: np.ndarray, weights: np.ndarray, joints: np.ndarray, pose_a
     rel = world.copy()
     rel[:, :3, 3] -= np.einsum('jab,jb->ja', world[:, :3, :3], joints)
     blend = np.einsum('vj,jab->vab', weights, rel)
-    return np.einsum('vab,vb->va', blend[:, :3, :3], v_template) + blend[:, :3, 3]
+    return np.einsum('vab,vb->va', blend[:, :3, :3], v_template) + blend[:, :3, 3], world[:, :3, 3]
 
 
 def walking_pose() -> np.ndarray:
@@ -890,7 +899,7 @@ def render_previews(out_dir: pathlib.Path, v_template: np.ndarray, faces: np.nda
     written = []
     poses = {'tpose': np.zeros((24, 3)), 'walk': walking_pose()}
     for name, pose in poses.items():
-        verts = _lbs(v_template, weights, joints, pose)
+        verts, _ = numpy_lbs(v_template, weights, joints, pose)
         verts = verts - verts.mean(0)
         for view, deg in (('front', 0.0), ('side', 90.0)):
             ang = math.radians(deg)
