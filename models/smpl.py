@@ -69,6 +69,12 @@ class BufferStamp:
         return BufferStamp, ()
 
 
+def _exporting() -> bool:
+    """Whether torch.export is tracing: its stand-in tensors never match a stamp, and a derivation computed
+    from them would depend on data; a cache filled by an eager call beforehand is exported as a constant."""
+    return torch.compiler.is_exporting()
+
+
 def cached_derivation(owner: nn.Module, name: str, sources: Sequence[torch.Tensor],
                       compute: Callable[[], Any]) -> Any:
     """``compute()``, cached on ``owner`` as plain attribute ``name`` until a tensor in ``sources`` changes.
@@ -78,7 +84,7 @@ def cached_derivation(owner: nn.Module, name: str, sources: Sequence[torch.Tenso
     state_dict.
     """
     entry = owner.__dict__.get(name)
-    if entry is not None and entry[0].matches(sources):
+    if entry is not None and (entry[0].matches(sources) or _exporting()):
         return entry[1]
     with torch.inference_mode(False), torch.no_grad():
         value = compute()

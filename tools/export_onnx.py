@@ -1,0 +1,66 @@
+"""Export PyMAF to ONNX (crops in; pose, shape, camera, mesh and joints out) and check it with ONNX Runtime.
+
+    python3 -m tools.export_onnx                                   # the demo's weights -> output/pymaf.onnx
+    python3 -m tools.export_onnx --checkpoint data/pretrained_model/PyMAF_model_checkpoint.pt --out pymaf.onnx
+
+The weights are chosen as demo.py chooses them (--checkpoint, else the released checkpoint, else the built-in
+demo weights). The batch dimension is dynamic. After writing, the model runs in ONNX Runtime on random
+crops at batch 1 and 3 and is compared with PyTorch; --no_check skips that. See docs/export.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# Largest absolute difference from PyTorch accepted by the check (metres, radians, normalised pixels).
+CHECK_TOLERANCE = 1e-3
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from utils.onnx_export import DEFAULT_OPSET
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--checkpoint', default=None,
+                        help='PyMAF checkpoint (default: as demo.py: the released one, else the demo weights)')
+    parser.add_argument('--out', default='output/pymaf.onnx', help='the .onnx file to write')
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help='ONNX opset version')
+    parser.add_argument('--cfg_file', default=None, help='model config (default: the one the checkpoint holds)')
+    parser.add_argument('--misc', nargs='*', default=None, help='config overrides as KEY VALUE pairs')
+    parser.add_argument('--no_check', action='store_true', help='do not compare ONNX Runtime with PyTorch')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import demo
+    from models.build import build_from_checkpoint
+    from utils.onnx_export import compare_with_torch, export_onnx
+    from utils.saver import CheckpointError, read_checkpoint
+
+    args = parse_args(argv)
+    try:
+        checkpoint, weights_desc = demo.resolve_checkpoint(args)
+        data = read_checkpoint(checkpoint) if checkpoint is not None else None
+        model = build_from_checkpoint(data, checkpoint, cfg_file=args.cfg_file, misc=args.misc)
+        metadata = {'weights': weights_desc, 'body_model': (data or {}).get('body_model', 'smpl or stand-in'),
+                    'description': (data or {}).get('description', '')}
+        path = export_onnx(model, args.out, opset=args.opset, metadata=metadata)
+    except (demo.DemoError, CheckpointError, FileNotFoundError, ImportError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    size_mb = path.stat().st_size / 1e6
+    print(f'wrote {path} ({size_mb:.1f} MB) from {weights_desc}')
+    if args.no_check:
+        return 0
+    worst = compare_with_torch(path, model)
+    print('ONNX Runtime vs PyTorch, largest difference: ' + ', '.join(f'{k} {v:.1e}' for k, v in worst.items()))
+    if max(worst.values()) > CHECK_TOLERANCE:
+        print(f'error: ONNX Runtime differs from PyTorch by more than {CHECK_TOLERANCE}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
