@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     inp.add_argument('--vid_file', type=str, default=None, help='input video (any container OpenCV reads)')
     inp.add_argument('--image_folder', type=str, default=None, help='folder of frames, sorted by name')
     inp.add_argument('--img_file', type=str, default=None, help='one image; every person in it is reconstructed')
+    inp.add_argument('--webcam', type=str, default=None,
+                     help='new: live mode from a camera index (0), a device or a stream URL; Ctrl-C stops '
+                          '(with --display, a window when OpenCV has a GUI)')
     p.add_argument('--output_folder', type=str, default='output', help='root of the outputs')
     p.add_argument('--max_frames', type=int, default=None, help='new: process only the first N frames')
     p.add_argument('--image_based', action='store_true',
@@ -118,18 +121,26 @@ class StageTimer:
 
 def check_flags(args: argparse.Namespace) -> list[str]:
     """Validate flag combinations; return notes for flags that do not apply. Raises DemoError."""
-    inputs = [f for f in ('vid_file', 'image_folder', 'img_file') if getattr(args, f)]
+    inputs = [f for f in ('vid_file', 'image_folder', 'img_file', 'webcam') if getattr(args, f)]
     if len(inputs) != 1:
-        raise DemoError('give exactly one input: --vid_file, --image_folder or --img_file'
+        raise DemoError('give exactly one input: --vid_file, --image_folder, --img_file or --webcam'
                         + (f' (got {", ".join("--" + i for i in inputs)})' if inputs else ''))
     notes = []
+    if args.webcam:
+        for flag in ('use_gt', 'recon_result_file', 'image_based', 'single_crop'):
+            if getattr(args, flag):
+                raise DemoError(f'--{flag} does not apply to --webcam (live mode)')
+        for flag in ('smooth', 'with_raw', 'empty_bg', 'sideview'):
+            if getattr(args, flag):
+                notes.append(f'--{flag} is not available in live mode (--webcam); ignored')
+                setattr(args, flag, False)
     if args.tracking_method == 'pose':
         raise DemoError('--tracking_method pose needs STAF/OpenPose, which is not available; use the default bbox')
     if args.regressor != 'pymaf_net':
         raise DemoError(f'--regressor {args.regressor}: only pymaf_net is available')
     if args.staf_dir:
         notes.append('--staf_dir is ignored: pose tracking is not available')
-    if args.display:
+    if args.display and not args.webcam:
         notes.append('--display is ignored: the demo is headless; see the output video instead')
     if args.pre_load_imgs:
         notes.append('--pre_load_imgs is not needed: frames are streamed from the input')
@@ -493,6 +504,8 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
     total_start = time.perf_counter()
     for note in check_flags(args):
         log(f'note: {note}')
+    if args.webcam:
+        return run_live_demo(args, log, model_factory, faces)
     input_path = Path(args.vid_file or args.image_folder or args.img_file)
     source = open_frame_source(input_path, max_frames=None if args.img_file else args.max_frames)
     args.device_obj = resolve_device(args.device)
@@ -539,6 +552,36 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
         log(line)
     log(f'  {"total (with loading)":<22s} {summary["total_seconds"]:8.2f} s')
     return summary
+
+
+def run_live_demo(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarray | None = None) -> dict:
+    """``--webcam``: frames are processed as they arrive (utils/live.py); outputs go to <output_folder>/webcam."""
+    from utils.demo_utils import resolve_device
+    from utils.live import run_live
+
+    start = time.perf_counter()
+    args.device_obj = resolve_device(args.device)
+    out_dir = Path(args.output_folder) / 'webcam'
+    log(f'input: live {args.webcam}; device: {args.device_obj}; output: {out_dir}')
+    timer = StageTimer()
+    Path(args.output_folder).mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix='.webcam.tmp-', dir=args.output_folder))
+    try:
+        predictor = build_predictor(args, args.device_obj, log, model_factory)
+        smpl = model_body(predictor.model)
+        if faces is None:
+            from models.smpl import get_smpl_faces
+
+            faces = smpl.faces if smpl is not None else get_smpl_faces()
+        results, source = run_live(args, predictor, faces, tmp_dir, log)
+        timer.add('live', time.perf_counter() - start, len(source))
+        save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
+        publish(tmp_dir, out_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    log(f'done: {len(source)} frames, {len(results)} people -> {out_dir}')
+    return {'frames': len(source), 'people': len(results), 'output': str(out_dir),
+            'rendered': 0 if args.no_render else len(source), 'total_seconds': time.perf_counter() - start}
 
 
 def main(argv: list[str] | None = None, **run_kwargs) -> int:
