@@ -310,10 +310,12 @@ def run_evaluation(model: torch.nn.Module, dataset_name: str, dataset: torch.uti
     """Run the model over ``dataset`` and return the evaluator's results."""
     from tqdm import tqdm
 
+    from models.pymaf_net import without_iuv
+
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
     for step, batch in enumerate(tqdm(loader, desc=f'eval {dataset_name}'), start=1):
         with torch.no_grad():
-            preds_dict, _ = model(batch['img'].to(device), iuv=False)
+            preds_dict, _ = model(batch['img'].to(device), **without_iuv(model))
         evaluator.update(preds_dict['smpl_out'][-1], batch)
         if log_freq > 0 and step % log_freq == 0:
             running = evaluator.results()

@@ -53,12 +53,15 @@ def checkpoint_name(checkpoint: str | None) -> str:
 
 def model_predictor(model: torch.nn.Module, smpl_neutral: torch.nn.Module) -> Predictor:
     """The original's keypoints: neutral-SMPL GT joints, COCO order, perspective-projected into the crop."""
+    from models.pymaf_net import without_iuv
+
     focal = constants.FOCAL_LENGTH
     half = constants.IMG_RES / 2
+    forward_kwargs = without_iuv(model)
 
     @torch.no_grad()
     def predict(batch: dict, device: torch.device) -> torch.Tensor:
-        preds_dict, _ = model(batch['img'].to(device), iuv=False)
+        preds_dict, _ = model(batch['img'].to(device), **forward_kwargs)
         pred = preds_dict['smpl_out'][-1]
         rotmat, betas, cam = pred['rotmat'], pred['pred_shape'], pred['pred_cam']
         joints = smpl_neutral(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1],

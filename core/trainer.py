@@ -28,7 +28,7 @@ from core import constants, losses, path_config
 from datasets.base_dataset import AugmentOptions, BaseDataset
 from datasets.mixed_dataset import MixedDataset, apply_fits
 from datasets.sampling import ResumableSampler, SeededSamples, collate_skipping_bad, loader_seed_generator
-from models.pymaf_net import smpl_outputs
+from models.pymaf_net import smpl_outputs, without_iuv
 from utils import train_utils
 from utils.geometry import estimate_translation
 from utils.iuvmap import iuv_img2map, iuv_map2img
@@ -503,7 +503,7 @@ class Trainer:
         for batch_idx, batch in enumerate(tqdm(loader, desc=f'validate {self.args.eval_dataset}', leave=False)):
             images = batch['img'].to(self.device)
             if self.args.regressor == 'pymaf_net':
-                outputs = model(images, iuv=False)[0]['smpl_out']
+                outputs = model(images, **without_iuv(model))[0]['smpl_out']
             else:
                 outputs = [smpl_outputs(self.smpl, *model(images))]
             loops = range(-len(outputs), 0) if self.cfg.TRAIN.VAL_LOOP else [-1]

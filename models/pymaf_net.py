@@ -9,6 +9,7 @@ the same.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -296,6 +297,12 @@ class PyMAF(nn.Module):
         if self.aux_supv_on and iuv:
             dp_out.append(self.dp_head(s_feat))
         return {'smpl_out': smpl_out, 'dp_out': dp_out}, vis_feats
+
+
+def without_iuv(model: nn.Module) -> dict[str, bool]:
+    """Keyword arguments that make ``model(images, **kwargs)`` skip the IUV head: ``{'iuv': False}`` for PyMAF,
+    nothing for other networks with its output contract (test doubles, user models), which take images alone."""
+    return {'iuv': False} if 'iuv' in inspect.signature(model.forward).parameters else {}
 
 
 def pymaf_net(smpl_mean_params: str | Path | None = None, pretrained: bool = True,

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from core.constants import FOCAL_LENGTH, IMG_RES
+from models.pymaf_net import without_iuv
 from datasets.inference import crop_person
 from utils.saver import CheckpointError, load_checkpoint, read_checkpoint
 
@@ -120,6 +121,7 @@ class PyMAFPredictor:
         self.model = model.to(self.device).eval()
         self.batch_size = int(batch_size)
         self.bbox_scale = float(bbox_scale)
+        self._forward_kwargs = without_iuv(model)  # the demo never reads the IUV maps
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike | None, device: str | torch.device = 'cpu',
@@ -153,7 +155,7 @@ class PyMAFPredictor:
         outputs = []
         for start in range(0, len(norm_imgs), self.batch_size):
             batch = norm_imgs[start:start + self.batch_size].to(self.device, non_blocking=True)
-            preds, _ = self.model(batch, iuv=False)
+            preds, _ = self.model(batch, **self._forward_kwargs)
             final = preds['smpl_out'][-1]
             theta = final['theta']
             outputs.append({
