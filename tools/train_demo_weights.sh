@@ -3,7 +3,7 @@
 # licensed: synthetic images of the stand-in body model, the light config configs/demo_weights_lite.yaml,
 # train.py, then eval.py on a held-out synthetic set before and after training. See docs/demo_weights.md.
 #
-#     bash tools/train_demo_weights.sh            # about 2.5 h on a 2-core CPU
+#     bash tools/train_demo_weights.sh            # about 3 h on a 2-core CPU
 #
 # Three phases, each from the weights of the one before:
 #   1. 750 steps at lr 1e-3 (at higher step counts that rate diverged: the third loop's camera blew up near
