@@ -313,7 +313,7 @@ def regress(args, source, tracks, sizes, predictor, log, timer) -> dict[int, dic
     from tqdm import tqdm
 
     from datasets.inference import crop_person
-    from utils.demo_utils import person_result
+    from utils.demo_utils import person_results
 
     by_frame: dict[int, list[tuple[int, np.ndarray]]] = {}
     for pid, track in tracks.items():
@@ -354,13 +354,7 @@ def regress(args, source, tracks, sizes, predictor, log, timer) -> dict[int, dic
     bar.close()
     timer.add('regression', time.perf_counter() - start, frames_done)
     log(f'regression: {total_crops} crops in {time.perf_counter() - start:.1f} s')
-    results = {}
-    for pid, person_rows in rows.items():
-        if not person_rows:
-            continue
-        stacked = {k: np.concatenate([r[k] for r in person_rows]) for k in person_rows[0] if k != 'frame'}
-        results[pid] = person_result(stacked, np.array([r['frame'] for r in person_rows]))
-    return results
+    return person_results(rows)
 
 
 def smooth_results(results, fps, args, sizes, predictor) -> None:

@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from tools import export_onnx
-from utils.onnx_export import OUTPUTS, run_onnx
+from utils.onnx_export import OUTPUTS, onnx_session, run_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = REPO / 'assets' / 'demo_weights' / 'pymaf_lite_standin.pt'
@@ -33,7 +33,7 @@ def test_export_matches_pytorch_and_documents_itself(exported, capsys):
 @pytest.mark.parametrize('batch', [1, 4])
 def test_exported_model_takes_any_batch(exported, batch):
     images = np.random.default_rng(batch).normal(size=(batch, 3, 224, 224)).astype(np.float32)
-    out = run_onnx(exported, images)
+    out = run_onnx(onnx_session(exported), images)
     assert out['verts'].shape == (batch, 6890, 3) and out['pose_aa'].shape == (batch, 72)
     assert out['rotmat'].shape == (batch, 24, 3, 3) and out['kp_2d'].shape == (batch, 49, 2)
     rotmat = out['rotmat'].reshape(-1, 3, 3)

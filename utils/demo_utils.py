@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from core.constants import FOCAL_LENGTH, IMG_RES
-from models.pymaf_net import without_iuv
 from datasets.inference import crop_person
+from models.pymaf_net import without_iuv
 from utils.saver import CheckpointError, load_checkpoint, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -214,6 +214,17 @@ def person_result(rows: dict[str, np.ndarray], frame_ids: np.ndarray) -> dict[st
         'bboxes': rows['bboxes'], 'frame_ids': np.asarray(frame_ids, dtype=np.int64),
         'cam_t': rows['cam_t'], 'kp2d_px': rows['kp2d_px'],
     }
+
+
+def person_results(rows: dict[int, list[dict[str, np.ndarray]]]) -> dict[int, dict[str, np.ndarray | None]]:
+    """output.pkl's ``{person_id: entry}`` from per-person lists of one-frame `predict_crops` rows, each with
+    its ``'frame'`` index; people without rows are left out."""
+    results = {}
+    for pid, person_rows in rows.items():
+        if person_rows:
+            stacked = {k: np.concatenate([r[k] for r in person_rows]) for k in person_rows[0] if k != 'frame'}
+            results[pid] = person_result(stacked, np.array([r['frame'] for r in person_rows]))
+    return results
 
 
 def save_output_pkl(results: dict[int, dict], path: str | os.PathLike) -> None:

@@ -7,14 +7,11 @@ The results file has the same fields. Stop with Ctrl-C, ``--max_frames``, or the
 """
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,7 +68,7 @@ def run_live(args, predictor, faces: np.ndarray, out_dir: Path, log=print) -> tu
 
     from core.constants import FOCAL_LENGTH
     from datasets.inference import crop_person
-    from utils.demo_utils import person_result
+    from utils.demo_utils import person_results
     from utils.detection import build_detector
     from utils.renderer import PyRenderer
     from utils.tracking import SortTracker, xyxy_to_square
@@ -135,8 +132,4 @@ def run_live(args, predictor, faces: np.ndarray, out_dir: Path, log=print) -> tu
     elapsed = time.perf_counter() - start
     log(f'live: {index} frames in {elapsed:.1f} s ({index / max(elapsed, 1e-9):.1f} frames/s), '
         f'{len(rows)} people')
-    results = {}
-    for pid, person_rows in rows.items():
-        stacked = {k: np.concatenate([r[k] for r in person_rows]) for k in person_rows[0] if k != 'frame'}
-        results[pid] = person_result(stacked, np.array([r['frame'] for r in person_rows]))
-    return results, LiveSource(Path(str(args.webcam)), width, height, fps, index)
+    return person_results(rows), LiveSource(Path(str(args.webcam)), width, height, fps, index)

@@ -116,10 +116,14 @@ def _write_metadata(path: Path, extra: dict) -> None:
     onnx.save(proto, str(path))
 
 
-def run_onnx(path: str | Path, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Run an exported model with ONNX Runtime on the CPU: images (B, 3, 224, 224) -> `OUTPUTS` arrays."""
+def onnx_session(path: str | Path):
+    """An ONNX Runtime CPU session of an exported model (load once, run many times)."""
     ort = _require('onnxruntime', 'running the ONNX model')
-    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    return ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+
+
+def run_onnx(session, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Run an `onnx_session`: images (B, 3, 224, 224) -> the `OUTPUTS` arrays by name."""
     values = session.run(None, {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})
     return dict(zip([out.name for out in session.get_outputs()], values))
 
@@ -131,11 +135,12 @@ def compare_with_torch(path: str | Path, model: nn.Module, batch_sizes: tuple[in
     wrapper = FinalEstimate(model.float().eval())
     device = next(model.parameters()).device
     worst = dict.fromkeys(OUTPUTS, 0.0)
+    session = onnx_session(path)
     for batch in batch_sizes:
         images = torch.randn(batch, 3, constants.IMG_RES, constants.IMG_RES, generator=gen)
         with torch.no_grad():
             expected = wrapper(images.to(device))
-        got = run_onnx(path, images.numpy())
+        got = run_onnx(session, images.numpy())
         for name, ref in zip(OUTPUTS, expected):
             worst[name] = max(worst[name], float(np.abs(got[name] - ref.cpu().numpy()).max()))
     return worst
