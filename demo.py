@@ -257,7 +257,7 @@ def detect_and_track(args, source, log, timer) -> tuple[dict, dict[int, tuple[in
     """Stage 1. Returns tracks {pid: {'frames', 'bbox' [cx, cy, s, s]}} and {frame: (width, height)}."""
     from tqdm import tqdm
 
-    from utils.detection import build_detector, full_image_box, load_anno_file
+    from utils.video.detection import build_detector, full_image_box, load_anno_file
     from utils.tracking import track_detections, xyxy_to_square
 
     image_mode = source.kind == 'image' or args.image_based

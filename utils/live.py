@@ -69,7 +69,7 @@ def run_live(args, predictor, faces: np.ndarray, out_dir: Path, log=print) -> tu
     from core.constants import FOCAL_LENGTH
     from datasets.inference import crop_person
     from utils.demo_utils import person_results
-    from utils.detection import build_detector
+    from utils.video.detection import build_detector
     from utils.renderer import PyRenderer
     from utils.tracking import SortTracker, xyxy_to_square
     from utils.video_io import VideoWriter
