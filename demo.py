@@ -213,7 +213,7 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
     an explicit ``--checkpoint`` is loaded.
     """
     from models.build import checkpoint_holds_body_model
-    from utils.demo_utils import CheckpointMismatchError, PyMAFPredictor, load_weights
+    from core.inference.predictor import CheckpointMismatchError, PyMAFPredictor, load_weights
     from utils.saver import read_checkpoint
 
     if model_factory is not None:
@@ -257,8 +257,9 @@ def detect_and_track(args, source, log, timer) -> tuple[dict, dict[int, tuple[in
     """Stage 1. Returns tracks {pid: {'frames', 'bbox' [cx, cy, s, s]}} and {frame: (width, height)}."""
     from tqdm import tqdm
 
+    from core import path_config
     from utils.video.detection import build_detector, full_image_box, load_anno_file
-    from utils.tracking import track_detections, xyxy_to_square
+    from utils.video.tracking import track_detections, xyxy_to_square
 
     image_mode = source.kind == 'image' or args.image_based
     sizes: dict[int, tuple[int, int]] = {}
@@ -273,7 +274,7 @@ def detect_and_track(args, source, log, timer) -> tuple[dict, dict[int, tuple[in
         timer.add('detection+tracking', time.perf_counter() - start, len(source))
         return tracks, sizes
     detector = None if args.single_crop else build_detector(
-        args.detector, args.detector_weights, device=str(args.device_obj), score_threshold=args.det_threshold)
+        args.detector, args.detector_weights or path_config.YOLO_WEIGHTS, device=str(args.device_obj), score_threshold=args.det_threshold)
     if detector is not None and hasattr(detector, 'img_size'):
         detector.img_size = args.yolo_img_size
     dets_per_frame, frame_ids = [], []
@@ -313,7 +314,7 @@ def regress(args, source, tracks, sizes, predictor, log, timer) -> dict[int, dic
     from tqdm import tqdm
 
     from datasets.inference import crop_person
-    from utils.demo_utils import person_results
+    from core.inference.predictor import person_results
 
     by_frame: dict[int, list[tuple[int, np.ndarray]]] = {}
     for pid, track in tracks.items():
@@ -362,7 +363,7 @@ def smooth_results(results, fps, args, sizes, predictor) -> None:
     import torch
 
     from utils.geometry import projection
-    from utils.smoothing import smooth_track
+    from utils.video.smoothing import smooth_track
 
     smpl = _find_smpl(predictor.model)
     for res in results.values():
@@ -399,7 +400,7 @@ def _find_smpl(model):
 
 def save_results(args, results, out_dir, source, faces, log, timer, smpl=None) -> None:
     """Write output.pkl, output.npz, the optional meshes and the optional animation export."""
-    from utils.demo_utils import save_obj, save_output_npz, save_output_pkl
+    from utils.export.results import save_obj, save_output_npz, save_output_pkl
 
     start = time.perf_counter()
     save_output_pkl(results, out_dir / 'output.pkl')
@@ -410,10 +411,15 @@ def save_results(args, results, out_dir, source, faces, log, timer, smpl=None) -
             for verts, f in zip(res['verts'], res['frame_ids']):
                 save_obj(out_dir / 'meshes' / f'{pid:04d}' / f'{int(f):06d}.obj', verts, faces)
     if args.export is not None and results:
-        from utils.export import FORMATS, export_results
+        from utils.export.animation import FORMATS, export_results
 
+        body_model = 'demo'
+        if smpl is None:
+            from models.build import load_body_model
+
+            smpl, body_model = load_body_model()
         written = export_results(results, out_dir / 'export', source.fps, tuple(args.export) or FORMATS, smpl=smpl,
-                                 img_height=source.height, body_model='demo' if smpl is not None else None)
+                                 img_height=source.height, body_model=body_model)
         log(f'export: {len(written)} files in export/ (see docs/export.md)')
     timer.add('saving', time.perf_counter() - start, len(source))
 
@@ -424,9 +430,9 @@ def render(args, source, results, faces, out_dir, log, timer) -> int:
     from tqdm import tqdm
 
     from core.constants import FOCAL_LENGTH
-    from utils.demo_utils import orig_cam_to_cam_t
-    from utils.renderer import PyRenderer
-    from utils.video_io import VideoWriter, write_png
+    from utils.geometry import orig_cam_to_cam_t
+    from utils.render.renderer import PyRenderer
+    from utils.video.io import VideoWriter, write_png
 
     by_frame: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
     for res in results.values():
@@ -492,8 +498,9 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
 
     ``model_factory`` and ``faces`` replace the PyMAF network and SMPL's triangles (tests, embedding).
     """
-    from utils.demo_utils import load_output_pkl, resolve_device
-    from utils.video_io import open_frame_source
+    from core.inference.predictor import resolve_device
+    from utils.export.results import load_output_pkl
+    from utils.video.io import open_frame_source
 
     total_start = time.perf_counter()
     for note in check_flags(args):
@@ -549,9 +556,9 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
 
 
 def run_live_demo(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarray | None = None) -> dict:
-    """``--webcam``: frames are processed as they arrive (utils/live.py); outputs go to <output_folder>/webcam."""
-    from utils.demo_utils import resolve_device
-    from utils.live import run_live
+    """``--webcam``: frames are processed as they arrive (core/inference/live.py); outputs go to <output_folder>/webcam."""
+    from core.inference.predictor import resolve_device
+    from core.inference.live import run_live
 
     start = time.perf_counter()
     args.device_obj = resolve_device(args.device)

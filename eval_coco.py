@@ -13,20 +13,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from core import constants
-from datasets.coco_keypoint_dataset import STAT_NAMES, COCOKeypointDataset
+from core.evaluation.coco import Predictor, format_table, model_predictor, run_coco_evaluation
+from datasets.coco_keypoint_dataset import COCOKeypointDataset
 from eval import add_model_run_args
-from utils.transforms import transform_preds
 
 logger = logging.getLogger('eval_coco')
-
-# A predictor maps (batch dict, device) to (B, 17, 2) COCO-order keypoints in 224-crop pixels.
-Predictor = Callable[[dict, torch.device], torch.Tensor]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,56 +45,6 @@ def checkpoint_name(checkpoint: str | None) -> str:
     return f'{run}_{os.path.splitext(os.path.basename(checkpoint))[0]}'
 
 
-def model_predictor(model: torch.nn.Module, smpl_neutral: torch.nn.Module) -> Predictor:
-    """The original's keypoints: neutral-SMPL GT joints, COCO order, perspective-projected into the crop."""
-    from models.pymaf_net import without_iuv
-
-    focal = constants.FOCAL_LENGTH
-    half = constants.IMG_RES / 2
-    forward_kwargs = without_iuv(model)
-
-    @torch.no_grad()
-    def predict(batch: dict, device: torch.device) -> torch.Tensor:
-        preds_dict, _ = model(batch['img'].to(device), **forward_kwargs)
-        pred = preds_dict['smpl_out'][-1]
-        rotmat, betas, cam = pred['rotmat'], pred['pred_shape'], pred['pred_cam']
-        joints = smpl_neutral(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1],
-                              pose2rot=False).joints[:, -24:][:, constants.J24_TO_JCOCO]
-        cam_t = torch.stack([cam[:, 1], cam[:, 2], 2 * focal / (constants.IMG_RES * cam[:, 0] + 1e-9)], dim=-1)
-        points = joints + cam_t[:, None]
-        return focal * points[..., :2] / points[..., 2:] + half
-
-    return predict
-
-
-def run_coco_evaluation(dataset: COCOKeypointDataset, predictor: Predictor, device: torch.device,
-                        result_json: str, batch_size: int = 32, num_workers: int = 0) -> dict:
-    """Predict every sample, map the keypoints back to the images and score them with COCOeval.
-
-    Returns:
-        dict of the ten COCO statistics (fractions).
-    """
-    from tqdm import tqdm
-
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    all_kp, names = [], []
-    res = [constants.IMG_RES, constants.IMG_RES]
-    for batch in tqdm(loader, desc='eval coco'):
-        kp_crop = predictor(batch, device).cpu().numpy()
-        for kp, center, scale in zip(kp_crop, batch['center'].numpy(), batch['scale'].numpy()):
-            all_kp.append(transform_preds(kp, center, np.array([scale, scale]), res))
-        names.extend(batch['imgname'])
-    return dict(dataset.evaluate(np.stack(all_kp), names, result_json))
-
-
-def format_table(stats: dict) -> str:
-    """The original's markdown summary table, values as fractions to 3 decimals."""
-    header = '| Arch | ' + ' | '.join(STAT_NAMES) + ' |'
-    rule = '|---' * (len(STAT_NAMES) + 1) + '|'
-    row = '| pymaf_net | ' + ' | '.join(f'{stats[k]:.3f}' for k in STAT_NAMES) + ' |'
-    return '\n'.join([header, rule, row])
-
-
 def main(args: argparse.Namespace, predictor: Predictor | None = None) -> dict:
     """Evaluate; ``predictor`` replaces the model (tests feed known keypoints through the same pipeline)."""
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
@@ -108,9 +52,9 @@ def main(args: argparse.Namespace, predictor: Predictor | None = None) -> dict:
     dataset = COCOKeypointDataset(npz_path=args.dataset_file, img_dir=args.image_dir,
                                   annotation_file=args.annotation_file)
     if predictor is None:
-        from eval import build_model, load_eval_assets
+        from core.evaluation.protocol import load_eval_assets, load_model
 
-        model = build_model(args, device)
+        model = load_model(args.checkpoint, device, cfg_file=args.cfg_file, misc=args.misc)
         smpl_models, _ = load_eval_assets(device)
         predictor = model_predictor(model, smpl_models['neutral'])
     result_json = os.path.join(args.output_dir, 'results',

@@ -33,7 +33,7 @@ def main() -> None:
     import torch
 
     from models.build import build_from_checkpoint
-    from utils.onnx_export import INPUT_NAME, FinalEstimate, export_onnx
+    from utils.export.onnx_export import INPUT_NAME, FinalEstimate, export_onnx
     from utils.saver import read_checkpoint
 
     torch.set_num_threads(args.threads)

@@ -25,10 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.densepose_methods import DensePoseUV, load_densepose_uv  # noqa: E402
-from utils.iuv_renderer import IUV_Renderer  # noqa: E402
-from utils.mesh_primitives import uv_sphere  # noqa: E402
-from utils.rasterizer import rasterize  # noqa: E402
-from utils.renderer import PyRenderer  # noqa: E402
+from utils.render.iuv_renderer import IUV_Renderer  # noqa: E402
+from utils.render.mesh_primitives import uv_sphere  # noqa: E402
+from utils.render.rasterizer import rasterize  # noqa: E402
+from utils.render.renderer import PyRenderer  # noqa: E402
 
 FOCAL = 5000.0
 BODY_SIZE = np.array([0.3, 0.85, 0.15], np.float32)  # half-extents in metres

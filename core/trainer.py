@@ -1,7 +1,7 @@
 """PyMAF training: the original's step (facts §7), resumable to the sample, on one CPU or many GPUs.
 
 One `Trainer` runs one process of a run: it builds the model, optimiser and data, renders the DensePose
-labels on the fly (`utils.iuv_renderer`, no compiled renderer), computes the losses (`core.losses`),
+labels on the fly (`utils.render.iuv_renderer`, no compiled renderer), computes the losses (`core.losses`),
 validates after every epoch with eval.py's protocol, writes TensorBoard summaries and checkpoints. Under
 torchrun each process runs a `Trainer`; rank 0 logs, validates and saves.
 
@@ -243,7 +243,7 @@ class Trainer:
             self._load_eval_assets()
 
     def _load_eval_assets(self) -> None:
-        from eval import load_eval_assets
+        from core.evaluation.protocol import load_eval_assets
 
         self.eval_smpl, self.j_regressor_h36m = load_eval_assets(self.device)
 
@@ -254,7 +254,7 @@ class Trainer:
         return smpl.to(self.device).eval()
 
     def _iuv_renderer(self):
-        from utils.iuv_renderer import IUV_Renderer
+        from utils.render.iuv_renderer import IUV_Renderer
 
         return IUV_Renderer(self.body_paths.uv_processed, focal_length=constants.FOCAL_LENGTH,
                             orig_size=self.args.img_res, output_size=self.cfg.MODEL.PyMAF.DP_HEATMAP_SIZE,
@@ -467,7 +467,7 @@ class Trainer:
             self.writer.add_image('train/mesh_pred', self.training_grid(out), self.step, dataformats='HWC')
 
     def _mesh_grid(self):
-        from utils.train_vis import MeshGrid
+        from utils.render.train_vis import MeshGrid
 
         if not hasattr(self, '_grid'):
             self._grid = MeshGrid(self.smpl.faces, self.args.img_res)
@@ -493,7 +493,7 @@ class Trainer:
         loop's results (mm)."""
         from tqdm import tqdm
 
-        from eval import Evaluator
+        from core.evaluation.evaluator import Evaluator
 
         model = unwrap(self.model)
         model.eval()

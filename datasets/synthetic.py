@@ -189,7 +189,7 @@ def render_body(verts_cam: torch.Tensor, faces: torch.Tensor, colors: np.ndarray
     Returns:
         The composited image and the body mask.
     """
-    from utils.rasterizer import rasterize
+    from utils.render.rasterizer import rasterize
     from utils.geometry import vertex_normals
 
     height, width = background.shape[:2]

@@ -20,6 +20,9 @@ import torch
 logger = logging.getLogger(__name__)
 
 _BODY_BUFFER_NAMES = ('init_pose', 'init_shape', 'init_cam', 'Dmap')
+# The SMPL arrays a PyMAF checkpoint carries (the released one and ours), under this prefix.
+_CHECKPOINT_SMPL_PREFIX = 'regressor.0.smpl.'
+_SMPL_BUFFERS = ('v_template', 'shapedirs', 'J_regressor', 'posedirs', 'lbs_weights', 'parents', 'faces_tensor')
 
 
 def is_body_model_key(key: str) -> bool:
@@ -29,7 +32,7 @@ def is_body_model_key(key: str) -> bool:
 
 def checkpoint_holds_body_model(checkpoint: dict) -> bool:
     """Whether a checkpoint dict carries the SMPL arrays (the released checkpoint and train.py's do)."""
-    return 'regressor.0.smpl.v_template' in checkpoint['model']
+    return _CHECKPOINT_SMPL_PREFIX + 'v_template' in checkpoint['model']
 
 
 def checkpoint_cfg(checkpoint: dict | None, cfg_file: str | None = None, misc: list[str] | None = None):
@@ -112,3 +115,35 @@ def save_compact_weights(path: str | os.PathLike, model: torch.nn.Module, cfg, b
     payload = {'model': state, 'cfg': cfg.dump(), 'excludes_body_model': True, 'body_model': body_model,
                'description': description, **(extra or {})}
     return atomic_torch_save(payload, path)
+
+
+def load_body_model(gender: str = 'neutral', checkpoint: str | os.PathLike | None = None
+                    ) -> tuple[torch.nn.Module, str]:
+    """The SMPL layer the demo used, and its name (for the animation export).
+
+    Args:
+        gender: 'neutral', 'male' or 'female' (files under ``data/smpl`` or the stand-in).
+        checkpoint: a PyMAF checkpoint that carries the body model (the released one does): its arrays are
+            used, as the demo does with such a checkpoint even without ``data/smpl``.
+
+    Raises:
+        FileNotFoundError / ValueError: unreadable checkpoint, or one without the body model.
+    """
+    from core.path_config import body_model_paths
+    from models.smpl import SMPL
+
+    if checkpoint is not None:
+        from utils.saver import read_checkpoint
+
+        state = read_checkpoint(checkpoint)['model']
+        missing = [name for name in _SMPL_BUFFERS if _CHECKPOINT_SMPL_PREFIX + name not in state]
+        if missing:
+            raise ValueError(f'checkpoint {checkpoint} holds no body model (missing {missing}); export without '
+                             '--checkpoint to use the body model under data/')
+        smpl = SMPL(None, gender='neutral', batch_size=1)
+        for name in _SMPL_BUFFERS:
+            setattr(smpl, name, state[_CHECKPOINT_SMPL_PREFIX + name].detach().cpu().clone())
+        return smpl.eval(), 'checkpoint_neutral'
+    paths = body_model_paths()
+    smpl = SMPL(paths.smpl_dir, gender=gender, batch_size=1, joint_regressor_extra=paths.joint_regressor_extra)
+    return smpl.eval(), ('standin' if paths.is_standin else 'smpl') + f'_{gender}'

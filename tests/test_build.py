@@ -85,7 +85,8 @@ def test_shipped_demo_weights_beat_the_mean_pose(tmp_path):
     are far better than their own mean-parameter start (the regressors' updates zeroed)."""
     import copy
 
-    import eval as eval_script
+    from core.evaluation.evaluator import Evaluator, run_evaluation
+    from core.evaluation.protocol import load_eval_assets
     from datasets.base_dataset import BaseDataset
     from datasets.synthetic import generate_dataset
 
@@ -100,11 +101,11 @@ def test_shipped_demo_weights_beat_the_mean_pose(tmp_path):
     npz = generate_dataset(str(tmp_path), num_samples=48, seed=2026)
     dataset = BaseDataset('synthetic', npz_path=npz, img_dir=str(tmp_path))
     device = torch.device('cpu')
-    smpl_models, j_regressor = eval_script.load_eval_assets(device)
+    smpl_models, j_regressor = load_eval_assets(device)
     scores = {}
     for name, net in (('trained', model), ('mean', mean_start)):
-        evaluator = eval_script.Evaluator('synthetic', smpl_models, j_regressor, eval_pve=True)
-        scores[name] = eval_script.run_evaluation(net, 'synthetic', dataset, device, evaluator, batch_size=16,
+        evaluator = Evaluator('synthetic', smpl_models, j_regressor, eval_pve=True)
+        scores[name] = run_evaluation(net, 'synthetic', dataset, device, evaluator, batch_size=16,
                                                   log_freq=0)
     trained, mean = scores['trained'], scores['mean']
     assert trained['mpjpe_mm'] < 0.6 * mean['mpjpe_mm'] and trained['pve_mm'] < 0.6 * mean['pve_mm']

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from utils.demo_utils import (CheckpointMismatchError, crop_to_image_px, load_output_pkl, load_weights,
-                              orig_cam_to_cam_t, save_obj, save_output_npz, save_output_pkl)
+from core.inference.predictor import CheckpointMismatchError, crop_to_image_px, load_weights
+from utils.export.results import load_output_pkl, save_obj, save_output_npz, save_output_pkl
+from utils.geometry import orig_cam_to_cam_t
 
 
 def _fake_results(rng) -> dict:
@@ -100,7 +101,7 @@ def test_camera_helpers():
 def test_checkpoint_with_body_model_needs_no_body_files(tmp_path, monkeypatch):
     from core import path_config
     from models import pymaf_net
-    from utils.demo_utils import PyMAFPredictor
+    from core.inference.predictor import PyMAFPredictor
     from utils.saver import save_checkpoint
 
     source = pymaf_net(pretrained=False)

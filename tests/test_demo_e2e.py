@@ -16,8 +16,8 @@ import torch
 from scipy.ndimage import binary_dilation
 
 import demo
-from utils.mesh_primitives import uv_sphere
-from utils.video_io import VideoWriter, write_png
+from utils.render.mesh_primitives import uv_sphere
+from utils.video.io import VideoWriter, write_png
 
 SPHERE_VERTS, FACES = uv_sphere()
 BODY_VERTS = torch.as_tensor(SPHERE_VERTS * np.array([0.25, 0.8, 0.15], np.float32))  # metres, 1.6 m tall

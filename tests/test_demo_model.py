@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 import demo
-from utils.demo_utils import PyMAFPredictor
-from utils.video_io import VideoWriter
+from core.inference.predictor import PyMAFPredictor
+from utils.video.io import VideoWriter
 
 
 def _clip(tmp_path) -> tuple:
@@ -70,9 +70,9 @@ def test_predictor_api_on_an_image():
 
 
 def test_default_output_is_frame_by_frame_and_smoothing_is_consistent(tmp_path, capsys):
-    from utils.demo_utils import crop_to_image_px
+    from core.inference.predictor import crop_to_image_px
     from utils.geometry import projection
-    from utils.video_io import open_frame_source
+    from utils.video.io import open_frame_source
 
     video, anno = _clip(tmp_path)
     base = ['--vid_file', str(video), '--use_gt', '--anno_file', str(anno), '--no_render']

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import eval as eval_script
-import eval_coco
+from core.evaluation.coco import model_predictor
+from core.evaluation.evaluator import Evaluator, SegmentationEvaluator
+from core.evaluation.protocol import load_eval_assets, load_model
 from datasets import synthetic
 from datasets.base_dataset import BaseDataset
 from tests.lsp_helpers import crop_camera, neutral_bodies, perfect_prediction
@@ -25,7 +27,7 @@ def synth_set(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def assets():
-    return eval_script.load_eval_assets(torch.device('cpu'))
+    return load_eval_assets(torch.device('cpu'))
 
 
 @pytest.fixture(scope='module')
@@ -45,7 +47,7 @@ def test_perfect_predictions_give_zero_errors(synth_set, assets):
     out, npz = synth_set
     smpl_models, j_regressor = assets
     same_body = {g: smpl_models['neutral'] for g in ('neutral', 'male', 'female')}
-    evaluator = eval_script.Evaluator('3dpw', same_body, j_regressor, eval_pve=True)
+    evaluator = Evaluator('3dpw', same_body, j_regressor, eval_pve=True)
     batch = next(iter(torch.utils.data.DataLoader(BaseDataset('3dpw', npz_path=npz, img_dir=out), batch_size=6)))
     evaluator.update(perfect_prediction(batch), batch)
     results = evaluator.results()
@@ -56,7 +58,7 @@ def test_perfect_predictions_give_zero_errors(synth_set, assets):
 def test_gendered_ground_truth_is_used_on_3dpw(synth_set, assets):
     out, npz = synth_set
     smpl_models, j_regressor = assets
-    evaluator = eval_script.Evaluator('3dpw', smpl_models, j_regressor, eval_pve=True)
+    evaluator = Evaluator('3dpw', smpl_models, j_regressor, eval_pve=True)
     batch = next(iter(torch.utils.data.DataLoader(BaseDataset('3dpw', npz_path=npz, img_dir=out), batch_size=6)))
     gt_verts = evaluator._gt_vertices(batch, torch.device('cpu'))
     pose, betas = batch['pose'].float(), batch['betas'].float()
@@ -101,9 +103,8 @@ def test_missing_dataset_file_names_the_file(tmp_path):
 
 def test_coco_model_predictor_shapes(synth_set, checkpoint, assets):
     out, npz = synth_set
-    args = eval_script.parse_args(['--checkpoint', checkpoint, '--device', 'cpu'])
-    model = eval_script.build_model(args, torch.device('cpu'))
-    predict = eval_coco.model_predictor(model, assets[0]['neutral'])
+    model = load_model(checkpoint, torch.device('cpu'))
+    predict = model_predictor(model, assets[0]['neutral'])
     batch = next(iter(torch.utils.data.DataLoader(BaseDataset('coco', npz_path=npz, img_dir=out), batch_size=2)))
     kp = predict(batch, torch.device('cpu'))
     assert kp.shape == (2, 17, 2) and torch.all(torch.isfinite(kp))
@@ -123,11 +124,11 @@ def test_lsp_foreground_segmentation_of_exact_meshes(tmp_path, assets):
     verts = neutral(betas=batch['betas'].float(), body_pose=pose[:, 3:], global_orient=pose[:, :3]).vertices
     depth = data['cam_t'][:, 2] + verts[:, :, 2].mean(dim=1).numpy()
     pred['pred_cam'] = torch.stack([crop_camera(data, i, depth[i], 200, 240) for i in range(4)])
-    good = eval_script.SegmentationEvaluator(neutral, mask_dir=out)
+    good = SegmentationEvaluator(neutral, mask_dir=out)
     good.update(pred, batch)
     # Not 1.0: the original's crop window is truncated to whole pixels, which shifts pasted masks by < 1 px.
     assert good.results()['fg_accuracy'] > 0.98 and good.results()['fg_f1'] > 0.92
     pred['pred_cam'][:, 1] += 0.3  # shift every body sideways
-    bad = eval_script.SegmentationEvaluator(neutral, mask_dir=out)
+    bad = SegmentationEvaluator(neutral, mask_dir=out)
     bad.update(pred, batch)
     assert bad.results()['fg_f1'] < good.results()['fg_f1'] - 0.1

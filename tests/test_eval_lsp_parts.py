@@ -10,10 +10,13 @@ import pytest
 import torch
 
 import eval as eval_script
+from core.evaluation import metrics
+from core.evaluation.evaluator import SegmentationEvaluator, render_silhouettes
+from core.evaluation.protocol import load_eval_assets
 from core import path_config
 from datasets.base_dataset import BaseDataset
 from tests.lsp_helpers import exact_crop_cameras, make_exact_crop_lsp_set, perfect_prediction
-from utils import part_utils, pose_utils
+from utils import part_utils
 from utils.standin import LSP_PART_NAMES
 
 HEAD, TORSO, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG = range(1, 7)
@@ -21,7 +24,7 @@ HEAD, TORSO, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG = range(1, 7)
 
 @pytest.fixture(scope='module')
 def neutral():
-    return eval_script.load_eval_assets(torch.device('cpu'))[0]['neutral']
+    return load_eval_assets(torch.device('cpu'))[0]['neutral']
 
 
 @pytest.fixture(scope='module')
@@ -94,7 +97,7 @@ def test_part_maps_cover_exactly_the_silhouette(neutral, face_parts):
     verts = neutral(betas=torch.randn(2, 10), body_pose=body_pose, global_orient=global_orient).vertices
     cam = torch.tensor([[0.9, 0.0, 0.1], [0.7, 0.1, 0.0]])
     parts = part_utils.render_part_maps(verts, cam, neutral.faces_tensor, face_parts)
-    silhouette = eval_script.render_silhouettes(verts, cam, neutral.faces_tensor)
+    silhouette = render_silhouettes(verts, cam, neutral.faces_tensor)
     assert parts.shape == (2, 224, 224) and silhouette.any()
     assert torch.equal(parts > 0, silhouette)
     assert set(parts[0].unique().tolist()) == set(range(7))
@@ -107,7 +110,7 @@ def test_part_maps_cover_exactly_the_silhouette(neutral, face_parts):
 def test_parts_score_counts_unlabelled_pixels_as_original():
     gt = np.array([[0, 1, 1, 255], [2, 2, 255, 0]])
     pred = np.array([[0, 1, 2, 1], [2, 2, 0, 1]])
-    score = pose_utils.SegmentationScore(num_classes=3, ignore_index=255, accuracy_ignore_label=0)
+    score = metrics.SegmentationScore(num_classes=3, ignore_index=255, accuracy_ignore_label=0)
     score.update(pred, gt)
     # Accuracy over all 8 pixels with 255 read as background: (0,0), (0,1), (1,0), (1,1), (1,2) agree.
     assert score.valid == 8 and score.correct == 5
@@ -157,7 +160,7 @@ def test_eval_lsp_scores_exact_meshes_near_one(tmp_path, neutral, face_parts, mo
     batch = next(iter(torch.utils.data.DataLoader(BaseDataset('lsp', npz_path=npz, img_dir=out), batch_size=4)))
     preds = perfect_prediction(batch)
     preds['pred_cam'] = exact_crop_cameras(data)
-    monkeypatch.setattr(eval_script, 'build_model', lambda args, device: _ReplayModel(preds))
+    monkeypatch.setattr(eval_script, 'load_model', lambda checkpoint, device, **options: _ReplayModel(preds))
 
     json_file = str(tmp_path / 'res.json')
     args = eval_script.parse_args(['--dataset', 'lsp', '--dataset_file', npz, '--image_dir', out, '--mask_dir', out,
@@ -177,7 +180,7 @@ def test_eval_lsp_scores_exact_meshes_near_one(tmp_path, neutral, face_parts, mo
     swapped = face_parts.clone()
     for a, b in ((LEFT_ARM, RIGHT_ARM), (LEFT_LEG, RIGHT_LEG)):
         swapped[face_parts == a], swapped[face_parts == b] = b, a
-    evaluator = eval_script.SegmentationEvaluator(neutral, out, face_parts=swapped)
+    evaluator = SegmentationEvaluator(neutral, out, face_parts=swapped)
     evaluator.update(preds, batch)
     wrong = evaluator.results()
     assert wrong['fg_f1'] == pytest.approx(res['fg_f1'])
@@ -192,7 +195,7 @@ def test_part_labels_without_a_part_table_are_an_error(tmp_path, neutral, face_p
     preds = perfect_prediction(batch)
     preds['pred_cam'] = exact_crop_cameras(data)
     with pytest.raises(ValueError, match='partname'):
-        eval_script.SegmentationEvaluator(neutral, out).update(preds, batch)
+        SegmentationEvaluator(neutral, out).update(preds, batch)
 
 
 def test_standin_expansion_restores_missing_part_tables(tmp_path):

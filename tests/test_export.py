@@ -1,4 +1,4 @@
-"""Tests of the animation export (utils/export.py, tools/export.py): the .glb and .bvh are read back with
+"""Tests of the animation export (utils/export/animation.py, tools/export.py): the .glb and .bvh are read back with
 small independent readers written here and must reproduce the body model's posed joints."""
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from core.constants import SMPL_JOINT_NAMES, SMPL_PARENTS
-from utils.demo_utils import save_output_npz, save_output_pkl
-from utils.export import CAM_TO_EXPORT, load_body_model
+from utils.export.results import save_output_npz, save_output_pkl
+from utils.export.animation import CAM_TO_EXPORT
+from models.build import load_body_model
 from tools.export import main as export_main
 
 FPS = 25.0
@@ -317,7 +318,7 @@ def test_body_model_from_checkpoint(smpl, exported, tmp_path):
 
 
 def test_bad_rows_are_explained(smpl, tmp_path):
-    from utils.export import export_results
+    from utils.export.animation import export_results
 
     person = _person(smpl, np.array([0, 1, 1]), seed=5)
     with pytest.raises(ValueError, match='several rows for frames \\[1\\]'):

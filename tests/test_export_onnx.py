@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from tools import export_onnx
-from utils.onnx_export import OUTPUTS, onnx_session, run_onnx
+from utils.export.onnx_export import OUTPUTS, onnx_session, run_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = REPO / 'assets' / 'demo_weights' / 'pymaf_lite_standin.pt'

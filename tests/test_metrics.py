@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from utils import imutils, pose_utils, transforms
+from core.evaluation import metrics
+from utils import imutils, transforms
 
 
 def _random_joints(batch: int, joints: int, seed: int) -> torch.Tensor:
@@ -15,14 +16,14 @@ def _random_joints(batch: int, joints: int, seed: int) -> torch.Tensor:
 def test_mpjpe_known_offset():
     gt = _random_joints(4, 14, 0)
     offset = torch.tensor([0.03, -0.04, 0.0], dtype=gt.dtype)  # 5 cm exactly
-    err = pose_utils.mpjpe(gt + offset, gt)
+    err = metrics.mpjpe(gt + offset, gt)
     assert torch.allclose(err, torch.full((4,), 0.05, dtype=gt.dtype))
 
 
 def test_mpjpe_hand_computed():
     gt = torch.zeros(1, 2, 3)
     pred = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 3.0, 4.0]]])
-    assert torch.allclose(pose_utils.mpjpe(pred, gt), torch.tensor([3.0]))  # (1 + 5) / 2
+    assert torch.allclose(metrics.mpjpe(pred, gt), torch.tensor([3.0]))  # (1 + 5) / 2
 
 
 def test_pa_mpjpe_is_zero_under_similarity_transform():
@@ -31,34 +32,34 @@ def test_pa_mpjpe_is_zero_under_similarity_transform():
     scale = torch.tensor([0.5, 1.0, 2.0, 3.0, 0.1], dtype=gt.dtype)[:, None, None]
     shift = _random_joints(5, 1, 3)
     pred = scale * gt @ rot.transpose(1, 2) + shift
-    assert pose_utils.mpjpe(pred, gt).min() > 0.1
-    assert torch.allclose(pose_utils.pa_mpjpe(pred, gt), torch.zeros(5, dtype=gt.dtype), atol=1e-9)
+    assert metrics.mpjpe(pred, gt).min() > 0.1
+    assert torch.allclose(metrics.pa_mpjpe(pred, gt), torch.zeros(5, dtype=gt.dtype), atol=1e-9)
 
 
 def test_pa_mpjpe_does_not_use_reflections():
     gt = _random_joints(1, 20, 4)
     mirrored = gt * torch.tensor([-1.0, 1.0, 1.0], dtype=gt.dtype)
-    assert pose_utils.pa_mpjpe(mirrored, gt).item() > 0.05
+    assert metrics.pa_mpjpe(mirrored, gt).item() > 0.05
 
 
 def test_pa_mpjpe_not_above_mpjpe():
     gt = _random_joints(8, 14, 5)
     pred = gt + 0.1 * _random_joints(8, 14, 6)
-    assert torch.all(pose_utils.pa_mpjpe(pred, gt) <= pose_utils.mpjpe(pred, gt) + 1e-12)
+    assert torch.all(metrics.pa_mpjpe(pred, gt) <= metrics.mpjpe(pred, gt) + 1e-12)
 
 
 def test_pck_and_auc():
     gt = torch.zeros(1, 4, 3, dtype=torch.float64)
     pred = gt.clone()
     pred[0, :, 0] = torch.tensor([0.0, 0.05, 0.1, 0.2])
-    assert pose_utils.pck(pred, gt).item() == 0.75
+    assert metrics.pck(pred, gt).item() == 0.75
     # Distances 0, 50, 100, 200 mm on the 31 thresholds 0..150 mm: joint 0 counts at 30 thresholds
     # (not at 0 mm), joint 1 at 20 (55..150), joint 2 at 10 (105..150), joint 3 never.
-    assert abs(pose_utils.auc(pred, gt).item() - (30 + 20 + 10) / (31 * 4)) < 1e-12
+    assert abs(metrics.auc(pred, gt).item() - (30 + 20 + 10) / (31 * 4)) < 1e-12
 
 
 def test_running_average_is_exact():
-    avg = pose_utils.RunningAverage()
+    avg = metrics.RunningAverage()
     avg.update(torch.tensor([1.0, 2.0, 3.0]))
     avg.update(np.array([10.0]))
     assert avg.count == 4 and avg.mean == 4.0
@@ -67,7 +68,7 @@ def test_running_average_is_exact():
 def test_segmentation_score_hand_computed():
     gt = np.array([[0, 0, 1, 1], [255, 1, 1, 0]])
     pred = np.array([[0, 1, 1, 1], [1, 1, 0, 0]])
-    score = pose_utils.SegmentationScore(num_classes=2, ignore_index=255)
+    score = metrics.SegmentationScore(num_classes=2, ignore_index=255)
     score.update(pred, gt)
     assert score.valid == 7 and score.correct == 5
     # class 0: tp 2, fp 1, fn 1 -> 4/6; class 1: tp 3, fp 1, fn 1 -> 6/8

@@ -8,9 +8,9 @@ from scipy.io import savemat
 
 from utils.densepose_methods import load_densepose_uv
 from utils.geometry import projection
-from utils.iuv_renderer import IUV_Renderer
+from utils.render.iuv_renderer import IUV_Renderer
 from utils.iuvmap import ANN_PART_GROUPS, iuv_img2map, iuv_map2img
-from utils.mesh_primitives import uv_sphere
+from utils.render.mesh_primitives import uv_sphere
 
 FOCAL, CROP = 5000.0, 224
 
@@ -171,7 +171,7 @@ def test_standin_body_iuv_covers_its_silhouette():
     # its IUV map must cover exactly the mesh's silhouette and show most of the 24 parts.
     from pathlib import Path
 
-    from utils.renderer import PyRenderer
+    from utils.render.renderer import PyRenderer
 
     assets = Path(__file__).resolve().parents[1] / 'assets' / 'standin'
     body = np.load(assets / 'body_neutral.npz')

@@ -1,4 +1,4 @@
-"""Tests of the shaded overlay renderer (`utils.renderer.PyRenderer`)."""
+"""Tests of the shaded overlay renderer (`utils.render.renderer.PyRenderer`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import torch
 from scipy.spatial import Delaunay
 
-from utils.mesh_primitives import uv_sphere
+from utils.render.mesh_primitives import uv_sphere
 from utils.geometry import vertex_normals
-from utils.renderer import COLORS, PyRenderer, rotate_about_vertical
+from utils.render.renderer import COLORS, PyRenderer, rotate_about_vertical
 
 FOCAL = 500.0
 HEIGHT, WIDTH = 96, 128

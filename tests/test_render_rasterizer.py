@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.mesh_primitives import uv_sphere
-from utils.rasterizer import rasterize
+from utils.render.mesh_primitives import uv_sphere
+from utils.render.rasterizer import rasterize
 
 
 def _pixel_centres(height: int, width: int) -> np.ndarray:

@@ -10,7 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from utils.export import FORMATS, export_results, load_body_model, load_demo_results
+from utils.export.animation import FORMATS, export_results, load_demo_results
+
+from models.build import load_body_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -20,7 +20,7 @@ CHECK_TOLERANCE = 1e-3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from utils.onnx_export import DEFAULT_OPSET
+    from utils.export.onnx_export import DEFAULT_OPSET
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', default=None,
@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     import demo
     from models.build import build_from_checkpoint
-    from utils.onnx_export import compare_with_torch, export_onnx
+    from utils.export.onnx_export import compare_with_torch, export_onnx
     from utils.saver import CheckpointError, read_checkpoint
 
     args = parse_args(argv)

@@ -15,7 +15,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from datasets.synthetic import load_body_models, make_background, render_body, vertex_colors
-from utils.video_io import VideoWriter
+from utils.video.io import VideoWriter
 
 FPS = 20.0
 # (joint index, axis, amplitude rad, phase) of the walk cycle; SMPL joint order.

@@ -893,7 +893,7 @@ def render_previews(out_dir: pathlib.Path, v_template: np.ndarray, faces: np.nda
                     joints: np.ndarray, parts_img: tuple | None = None) -> list[pathlib.Path]:
     """Front and side PNGs of the body in T-pose and in a walking pose."""
     from PIL import Image
-    from utils.renderer import PyRenderer
+    from utils.render.renderer import PyRenderer
     out_dir.mkdir(parents=True, exist_ok=True)
     renderer = PyRenderer(faces=faces, resolution=(512, 512), focal_length=700.0)
     written = []

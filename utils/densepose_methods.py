@@ -23,13 +23,6 @@ logger = logging.getLogger(__name__)
 NUM_PARTS = 24
 
 
-def default_uv_processed_path() -> Path:
-    """The configured location of ``UV_Processed.mat`` (``core.path_config.UV_PROCESSED``)."""
-    from core.path_config import UV_PROCESSED
-
-    return Path(UV_PROCESSED)
-
-
 @dataclass(frozen=True)
 class DensePoseUV:
     """DensePose UV data with 0-based indices.
@@ -72,12 +65,12 @@ class DensePoseUV:
         return part
 
 
-def load_densepose_uv(path: str | os.PathLike | None = None) -> DensePoseUV:
+def load_densepose_uv(path: str | os.PathLike) -> DensePoseUV:
     """Read and check ``UV_Processed.mat``.
 
     Args:
-        path: the .mat file; None uses `default_uv_processed_path()` (``data/UV_data/UV_Processed.mat``
-            under the data root, which the env var PYMAF_DATA_DIR can move).
+        path: the .mat file (the configured one is ``core.path_config.UV_PROCESSED``,
+            ``data/UV_data/UV_Processed.mat`` under the data root, which the env var PYMAF_DATA_DIR can move).
 
     Returns:
         The data with 0-based indices.
@@ -86,7 +79,7 @@ def load_densepose_uv(path: str | os.PathLike | None = None) -> DensePoseUV:
         FileNotFoundError: the file is missing (the message says where to get it and where to put it).
         ValueError: the file lacks a field or its fields disagree in size.
     """
-    path = Path(path) if path is not None else default_uv_processed_path()
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f'DensePose UV data not found at {path}. It is UV_Processed.mat from the DensePose UV data '

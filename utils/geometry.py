@@ -239,6 +239,14 @@ def crop_cam_to_full_cam_t(cam, bbox_center, bbox_size, img_width: float, img_he
     return lib.stack([tx, ty, 2 * focal_length / s_px], 1)
 
 
+def orig_cam_to_cam_t(orig_cam: np.ndarray, img_height: int, focal_length: float = FOCAL_LENGTH) -> np.ndarray:
+    """Full-image translation (N, 3) metres from ``orig_cam`` (N, 4) ``[sx, sy, tx, ty]`` (for results of the
+    original demo, which saved no ``cam_t``): ``[tx, ty, 2 * focal / (img_height * sy)]``."""
+    orig_cam = np.asarray(orig_cam, dtype=np.float64).reshape(-1, 4)
+    depth = 2.0 * focal_length / (img_height * np.maximum(orig_cam[:, 1], 1e-9))
+    return np.stack([orig_cam[:, 2], orig_cam[:, 3], depth], axis=1).astype(np.float32)
+
+
 def compute_similarity_transform(src_points: torch.Tensor, dst_points: torch.Tensor) -> torch.Tensor:
     """Align each sample of ``src_points`` (B, N, 3) to ``dst_points`` (B, N, 3) by a similarity transform.
 

@@ -184,7 +184,7 @@ def rasterize_pinhole(points_cam: torch.Tensor, faces: torch.Tensor, focal_lengt
     Returns:
         (B, H, W) long face index, -1 for background.
     """
-    from utils.rasterizer import rasterize
+    from utils.render.rasterizer import rasterize
 
     centre = points_cam.new_tensor([width / 2, height / 2])
     verts_px = torch.cat([focal_length * points_cam[..., :2] / points_cam[..., 2:] + centre,

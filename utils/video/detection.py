@@ -5,7 +5,7 @@ Detectors:
   download and runs anywhere. Frames are resized so the longer side is ``work_size`` pixels (small images
   are enlarged, because the detector window is 64x128), detected over an image pyramid, and the boxes
   are tightened to the person inside the window and merged by non-maximum suppression. It is weak on
-  small, occluded or unusual poses; the tracker fills short gaps (see `utils.tracking`).
+  small, occluded or unusual poses; the tracker fills short gaps (see `utils.video.tracking`).
 - ``yolo``/``yolov8``: ultralytics YOLO, used only when the user has installed ultralytics and has a
   weights file on disk (``--detector_weights``, default ``data/pretrained_model/yolov8n.pt``); nothing is
   downloaded at run time.
@@ -179,9 +179,8 @@ def build_detector(name: str, weights: str | os.PathLike | None = None, device: 
         return HogDetector() if score_threshold is None else HogDetector(score_threshold=score_threshold)
     if name in ('yolo', 'yolov8'):
         if weights is None:
-            from core.path_config import PRETRAINED_DIR
-
-            weights = Path(PRETRAINED_DIR) / 'yolov8n.pt'
+            raise ValueError(f'--detector {name} needs its weights file (--detector_weights; the demo\'s default is '
+                             'data/pretrained_model/yolov8n.pt, core.path_config.YOLO_WEIGHTS)')
         return YoloDetector(weights, device=device,
                             **({} if score_threshold is None else {'score_threshold': score_threshold}))
     raise ValueError(f'unknown detector {name!r}; choose one of {DETECTORS}')

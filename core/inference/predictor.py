@@ -1,5 +1,6 @@
-"""Inference API of the demo, separate from the command line: model loading, batched regression from
-image + boxes to SMPL parameters, meshes and cameras, and the result files.
+"""Inference API of the demo, separate from the command line: model loading and batched regression from
+image + boxes to SMPL parameters, meshes and cameras. The result files are written by
+`utils.export.results`.
 
 Cameras (see docs/demo.md):
 - ``pred_cam`` (N, 3) ``[s, tx, ty]``: the network's weak-perspective camera of the 224x224 crop; a body
@@ -20,9 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,10 +31,6 @@ from models.pymaf_net import without_iuv
 from utils.saver import CheckpointError, load_checkpoint, read_checkpoint
 
 logger = logging.getLogger(__name__)
-
-# Per-person fields of output.pkl, as in the original demo.
-OUTPUT_FIELDS = ('pred_cam', 'orig_cam', 'verts', 'pose', 'betas', 'joints3d', 'joints2d', 'bboxes', 'frame_ids')
-
 
 # A checkpoint that does not hold PyMAF weights for this model (the one loader's error type).
 CheckpointMismatchError = CheckpointError
@@ -173,7 +167,7 @@ class PyMAFPredictor:
 
         Args:
             frame_rgb: (H, W, 3) uint8 RGB image.
-            bboxes: (N, 4) ``[cx, cy, w, h]`` boxes in pixels (e.g. from `utils.tracking.xyxy_to_square`).
+            bboxes: (N, 4) ``[cx, cy, w, h]`` boxes in pixels (e.g. from `utils.video.tracking.xyxy_to_square`).
 
         Returns:
             `predict_crops`'s fields plus ``bboxes`` (N, 4), ``orig_cam`` (N, 4), ``cam_t`` (N, 3) and
@@ -198,16 +192,8 @@ class PyMAFPredictor:
         return result
 
 
-def orig_cam_to_cam_t(orig_cam: np.ndarray, img_height: int, focal_length: float = FOCAL_LENGTH) -> np.ndarray:
-    """Full-image translation (N, 3) metres from ``orig_cam`` (N, 4) ``[sx, sy, tx, ty]`` (for results of the
-    original demo, which saved no ``cam_t``): ``[tx, ty, 2 * focal / (img_height * sy)]``."""
-    orig_cam = np.asarray(orig_cam, dtype=np.float64).reshape(-1, 4)
-    depth = 2.0 * focal_length / (img_height * np.maximum(orig_cam[:, 1], 1e-9))
-    return np.stack([orig_cam[:, 2], orig_cam[:, 3], depth], axis=1).astype(np.float32)
-
-
 def person_result(rows: dict[str, np.ndarray], frame_ids: np.ndarray) -> dict[str, np.ndarray | None]:
-    """One person's entry of output.pkl from stacked per-frame predictions (see `OUTPUT_FIELDS`)."""
+    """One person's entry of output.pkl from stacked per-frame predictions (see `utils.export.results.OUTPUT_FIELDS`)."""
     return {
         'pred_cam': rows['pred_cam'], 'orig_cam': rows['orig_cam'], 'verts': rows['verts'],
         'pose': rows['pose'], 'betas': rows['betas'], 'joints3d': rows['joints3d'], 'joints2d': None,
@@ -225,83 +211,3 @@ def person_results(rows: dict[int, list[dict[str, np.ndarray]]]) -> dict[int, di
             stacked = {k: np.concatenate([r[k] for r in person_rows]) for k in person_rows[0] if k != 'frame'}
             results[pid] = person_result(stacked, np.array([r['frame'] for r in person_rows]))
     return results
-
-
-def save_output_pkl(results: dict[int, dict], path: str | os.PathLike) -> None:
-    """Write ``{person_id: {field: array}}`` as a plain pickle (readable with `pickle`, no joblib)."""
-    _atomic_write(path, lambda f: pickle.dump(results, f, protocol=4))
-
-
-def load_output_pkl(path: str | os.PathLike) -> dict[int, dict]:
-    """Read an output.pkl written by this demo (plain pickle) or by the original (joblib, if installed).
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a result file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'result file not found: {path}')
-    try:
-        with open(path, 'rb') as f:
-            results = pickle.load(f)
-    except Exception as err:
-        try:
-            import joblib
-        except ImportError:
-            raise ValueError(f'{path} is not a plain pickle; if the original PyMAF wrote it, pip install joblib '
-                             f'to read it ({type(err).__name__}: {err})') from err
-        results = joblib.load(path)
-    if not isinstance(results, dict) or not all(isinstance(v, dict) and 'verts' in v for v in results.values()):
-        raise ValueError(f'{path} is not a demo result file ({{person_id: {{"verts", "orig_cam", ...}}}})')
-    return results
-
-
-def save_output_npz(results: dict[int, dict], path: str | os.PathLike, img_width: int, img_height: int,
-                    fps: float, faces: np.ndarray | None = None, frame_names: Sequence[str] | None = None) -> None:
-    """Write the portable result file: every person's rows stacked, one row per (person, frame).
-
-    Arrays (M = total rows): ``person_ids`` (M,), ``frame_ids`` (M,), ``pred_cam`` (M, 3),
-    ``orig_cam`` (M, 4), ``cam_t`` (M, 3), ``verts`` (M, 6890, 3), ``pose`` (M, 72), ``betas`` (M, 10),
-    ``joints3d`` (M, 49, 3), ``kp2d_px`` (M, 49, 2), ``bboxes`` (M, 4); scalars ``img_width``,
-    ``img_height``, ``fps``, ``focal_length``; ``faces`` (F, 3) and ``frame_names`` (T,) when given.
-    """
-    fields = ('frame_ids', 'pred_cam', 'orig_cam', 'cam_t', 'verts', 'pose', 'betas', 'joints3d', 'kp2d_px',
-              'bboxes')
-    pids = sorted(results)
-    arrays: dict[str, np.ndarray] = {}
-    for field_name in fields:
-        parts = [np.asarray(results[p][field_name]) for p in pids if results[p].get(field_name) is not None]
-        arrays[field_name] = np.concatenate(parts) if parts else np.zeros((0,))
-    arrays['person_ids'] = np.concatenate(
-        [np.full(len(results[p]['frame_ids']), p, np.int64) for p in pids]) if pids else np.zeros(0, np.int64)
-    arrays.update(img_width=np.int64(img_width), img_height=np.int64(img_height), fps=np.float64(fps),
-                  focal_length=np.float64(FOCAL_LENGTH))
-    if faces is not None:
-        arrays['faces'] = np.asarray(faces, dtype=np.int64)
-    if frame_names is not None:
-        arrays['frame_names'] = np.asarray(list(frame_names), dtype=str)
-    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
-
-
-def save_obj(path: str | os.PathLike, verts: np.ndarray, faces: np.ndarray) -> None:
-    """Write one mesh as Wavefront .obj (vertices in metres, faces 1-based)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ['v %.6f %.6f %.6f' % tuple(v) for v in np.asarray(verts, dtype=np.float64)]
-    lines += ['f %d %d %d' % tuple(f) for f in np.asarray(faces, dtype=np.int64) + 1]
-    path.write_text('\n'.join(lines) + '\n')
-
-
-def _atomic_write(path: str | os.PathLike, write) -> None:
-    """Write through a temporary file in the same folder, then rename (no half-written results)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    try:
-        with open(tmp, 'wb') as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

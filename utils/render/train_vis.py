@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from core import constants
 from utils.geometry import weak_cam_to_cam_t
-from utils.renderer import PyRenderer
+from utils.render.renderer import PyRenderer
 
 
 def denormalize(images: torch.Tensor) -> np.ndarray:

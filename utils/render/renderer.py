@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.geometry import perspective_projection, vertex_normals
-from utils.rasterizer import rasterize
+from utils.render.rasterizer import rasterize
 
 logger = logging.getLogger(__name__)
 

@@ -66,18 +66,19 @@ def run_live(args, predictor, faces: np.ndarray, out_dir: Path, log=print) -> tu
     import cv2
     import torch
 
+    from core import path_config
     from core.constants import FOCAL_LENGTH
+    from core.inference.predictor import person_results
     from datasets.inference import crop_person
-    from utils.demo_utils import person_results
+    from utils.render.renderer import PyRenderer
     from utils.video.detection import build_detector
-    from utils.renderer import PyRenderer
-    from utils.tracking import SortTracker, xyxy_to_square
-    from utils.video_io import VideoWriter
+    from utils.video.io import VideoWriter
+    from utils.video.tracking import SortTracker, xyxy_to_square
 
     capture = open_capture(str(args.webcam))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    detector = build_detector(args.detector, args.detector_weights, device=str(args.device_obj),
-                              score_threshold=args.det_threshold)
+    detector = build_detector(args.detector, args.detector_weights or path_config.YOLO_WEIGHTS,
+                              device=str(args.device_obj), score_threshold=args.det_threshold)
     tracker = SortTracker(max_age=args.max_track_gap)
     renderer = None if args.no_render else PyRenderer(faces=faces, focal_length=FOCAL_LENGTH,
                                                       device=args.device_obj)

@@ -18,7 +18,7 @@ import torch
 
 from utils.densepose_methods import DensePoseUV, load_densepose_uv
 from utils.geometry import perspective_projection, weak_cam_to_cam_t
-from utils.rasterizer import rasterize
+from utils.render.rasterizer import rasterize
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +27,8 @@ class IUV_Renderer:  # noqa: N801 (the original's name)
     """Render DensePose IUV maps (B, 3, S, S) from SMPL vertices and crop cameras.
 
     Args:
-        uv_data: the DensePose UV data, a path to ``UV_Processed.mat``, or None for the configured path
-            (``data/UV_data/UV_Processed.mat``).
+        uv_data: the DensePose UV data, or a path to ``UV_Processed.mat`` (the configured one is
+            ``core.path_config.UV_PROCESSED``, ``data/UV_data/UV_Processed.mat``).
         focal_length: focal length in pixels of the crop camera (5000 as the original).
         orig_size: side of the crop the camera refers to, pixels (224).
         output_size: side S of the rendered map, pixels (56 = the DensePose head's resolution).
@@ -37,7 +37,7 @@ class IUV_Renderer:  # noqa: N801 (the original's name)
 
     def __init__(
         self,
-        uv_data: DensePoseUV | str | os.PathLike | None = None,
+        uv_data: DensePoseUV | str | os.PathLike,
         focal_length: float = 5000.0,
         orig_size: int = 224,
         output_size: int = 56,

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from core.constants import SMPL_JOINT_NAMES, SMPL_PARENTS
-from utils.demo_utils import load_output_pkl, orig_cam_to_cam_t
-from utils.geometry import batch_rodrigues, rotation_matrix_to_quaternion, vertex_normals
+from utils.export.results import load_output_pkl
+from utils.geometry import batch_rodrigues, orig_cam_to_cam_t, rotation_matrix_to_quaternion, vertex_normals
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def write_glb(path: str | os.PathLike, rig: Rig, anim: Animation, name: str = 'p
     channels.append({'sampler': len(samplers) - 1, 'target': {'node': 0, 'path': 'translation'}})
 
     gltf = {
-        'asset': {'version': '2.0', 'generator': 'PyMAF re-implementation, utils/export.py'},
+        'asset': {'version': '2.0', 'generator': 'PyMAF re-implementation, utils/export/animation.py'},
         'scene': 0,
         'scenes': [{'name': name, 'nodes': [0, NUM_JOINTS]}],
         'nodes': nodes,
@@ -418,45 +418,9 @@ def write_params_npz(path: str | os.PathLike, motion: PersonMotion, rig: Rig, an
     return path
 
 
-# The SMPL arrays a PyMAF checkpoint carries (the released one and ours), under this prefix.
-_CHECKPOINT_SMPL_PREFIX = 'regressor.0.smpl.'
-_SMPL_BUFFERS = ('v_template', 'shapedirs', 'J_regressor', 'posedirs', 'lbs_weights', 'parents', 'faces_tensor')
-
-
-def load_body_model(gender: str = 'neutral', checkpoint: str | os.PathLike | None = None
-                    ) -> tuple[torch.nn.Module, str]:
-    """The SMPL layer the demo used, and its name.
-
-    Args:
-        gender: 'neutral', 'male' or 'female' (files under ``data/smpl`` or the stand-in).
-        checkpoint: a PyMAF checkpoint that carries the body model (the released one does): its arrays are
-            used, as the demo does with such a checkpoint even without ``data/smpl``.
-
-    Raises:
-        FileNotFoundError / ValueError: unreadable checkpoint, or one without the body model.
-    """
-    from core.path_config import body_model_paths
-    from models.smpl import SMPL
-
-    if checkpoint is not None:
-        from utils.saver import read_checkpoint
-
-        state = read_checkpoint(checkpoint)['model']
-        missing = [name for name in _SMPL_BUFFERS if _CHECKPOINT_SMPL_PREFIX + name not in state]
-        if missing:
-            raise ValueError(f'checkpoint {checkpoint} holds no body model (missing {missing}); export without '
-                             '--checkpoint to use the body model under data/')
-        smpl = SMPL(None, gender='neutral', batch_size=1)
-        for name in _SMPL_BUFFERS:
-            setattr(smpl, name, state[_CHECKPOINT_SMPL_PREFIX + name].detach().cpu().clone())
-        return smpl.eval(), 'checkpoint_neutral'
-    paths = body_model_paths()
-    smpl = SMPL(paths.smpl_dir, gender=gender, batch_size=1, joint_regressor_extra=paths.joint_regressor_extra)
-    return smpl.eval(), ('standin' if paths.is_standin else 'smpl') + f'_{gender}'
-
 
 def export_results(results: dict[int, dict], out_dir: str | os.PathLike, fps: float,
-                   formats: tuple[str, ...] = FORMATS, smpl: torch.nn.Module | None = None,
+                   formats: tuple[str, ...] = FORMATS, *, smpl: torch.nn.Module,
                    img_height: float | None = None, body_model: str | None = None) -> list[Path]:
     """Write ``person_<id>.glb``, ``person_<id>.bvh`` and ``person_<id>_smpl.npz`` per person.
 
@@ -466,9 +430,9 @@ def export_results(results: dict[int, dict], out_dir: str | os.PathLike, fps: fl
         out_dir: folder for the files (created).
         fps: frames per second of the video (frame ``f`` is at ``f / fps`` s).
         formats: any of ``FORMATS``.
-        smpl: the SMPL layer; default `load_body_model()`.
+        smpl: the SMPL layer (`models.build.load_body_model` gives the demo's).
         img_height: pixels; only for results without ``cam_t``.
-        body_model: name stored in the .npz (default from `load_body_model`).
+        body_model: name stored in the .npz (default 'unknown').
 
     Returns:
         The written paths.
@@ -478,8 +442,6 @@ def export_results(results: dict[int, dict], out_dir: str | os.PathLike, fps: fl
         raise ValueError(f'unknown export formats {sorted(unknown)}; choose from {list(FORMATS)}')
     if fps is None or not np.isfinite(fps) or fps <= 0:
         raise ValueError(f'fps must be a positive number, got {fps}')
-    if smpl is None:
-        smpl, body_model = load_body_model()
     out_dir = Path(out_dir)
     written = []
     for motion in person_motions(results, img_height):
