@@ -27,24 +27,26 @@ def main(argv: list[str] | None = None) -> dict:
     from core.trainer import Trainer, log_dir_checkpoint
     from utils import train_utils
 
-    args = parse_train_args(argv)
+    options = parse_train_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    if args.resume:
+    if options.resume:
         from pathlib import Path
 
-        log_dir_checkpoint(args.log_dir)
-        saved_cfg = Path(args.log_dir) / 'cfg.yaml'
+        log_dir_checkpoint(options.log_dir)
+        saved_cfg = Path(options.log_dir) / 'cfg.yaml'
         if not saved_cfg.is_file():
             raise FileNotFoundError(f'--resume: {saved_cfg} not found; --log_dir must be the experiment folder')
-        args.cfg_file = str(saved_cfg)
-    cfg = cfgs.parse_args(args)
-    info = train_utils.init_distributed(args)
+        options.cfg_file = str(saved_cfg)
+    cfg = cfgs.load_cfg(options.cfg_file, options.misc)
+    info = train_utils.init_distributed(**options.distributed_setup())
     try:
-        log_dir = train_utils.prepare_log_dir(args, cfg) if info.is_main else None
+        log_dir = train_utils.prepare_log_dir(cfg, options.log_dir, options.as_dict(), resume=options.resume,
+                                              single_dataset=options.single_dataset,
+                                              exp_name=options.exp_name) if info.is_main else None
         if log_dir is not None:
             cfg.defrost()
             cfg.LOGDIR = str(log_dir)
-        trainer = Trainer(args, cfg, info, log_dir)
+        trainer = Trainer(options, cfg, info, log_dir)
         results = trainer.fit()
         if info.is_main:
             print(f'training stopped at epoch {trainer.epoch}, step {trainer.step}; skipped {trainer.skipped}; '

@@ -50,8 +50,8 @@ def run(args: argparse.Namespace, amp: str, npz: str, img_dir: str) -> dict:
     argv += ['--misc', 'TRAIN.BATCH_SIZE', str(args.batch_size), 'TRAIN.NUM_WORKERS', str(args.workers),
              'TRAIN.AMP', amp, 'SEED_VALUE', '0', 'TRAIN.PIN_MEMORY', 'False', *args.misc]
     train_args = parse_train_args(argv)
-    cfg = cfgs.parse_args(train_args)
-    trainer = Trainer(train_args, cfg, init_distributed(train_args), log_dir=None)
+    cfg = cfgs.load_cfg(train_args.cfg_file, train_args.misc)
+    trainer = Trainer(train_args, cfg, init_distributed(**train_args.distributed_setup()), log_dir=None)
     trainer.sampler.set_epoch(0)
     loader = iter(trainer.train_loader)
     timings = {'data_s': 0.0, 'iuv_render_s': 0.0, 'step_s': 0.0}

@@ -1,8 +1,10 @@
 """The yacs configuration: defaults equal to the original's code defaults plus configs/pymaf_config.yaml.
 
-``get_cfg_defaults()`` returns a fresh clone. ``parse_args(args)`` merges ``args.cfg_file`` and then the
-``--misc KEY VALUE`` pairs into the module-level ``cfg`` that the models read (as the original did).
-Nodes are strict: an unknown key in a YAML file or in ``--misc`` is an error naming the key.
+``get_cfg_defaults()`` returns a fresh clone of the code defaults; ``load_cfg(cfg_file, misc)`` returns a
+new node of the repository's configuration (configs/pymaf_config.yaml, or ``cfg_file``) with the
+``--misc KEY VALUE`` overrides. There is no shared, mutable config: scripts build a node and pass it to
+whatever needs it (models, trainer, evaluation). Nodes are strict: an unknown key in a YAML file or in
+``--misc`` is an error naming the key.
 """
 from __future__ import annotations
 
@@ -148,12 +150,7 @@ def update_cfg(cfg_file: str | os.PathLike | None = None, misc: list[str] | None
     return node
 
 
-cfg = update_cfg(DEFAULT_CFG_FILE)
-
-
-def parse_args(args) -> CN:
-    """Merge ``args.cfg_file`` and ``args.misc`` into the global ``cfg`` (read by the models) and return it."""
-    new = update_cfg(getattr(args, 'cfg_file', None) or DEFAULT_CFG_FILE, getattr(args, 'misc', None))
-    cfg.defrost()
-    cfg.merge_from_other_cfg(new)
-    return cfg
+def load_cfg(cfg_file: str | os.PathLike | None = None, misc: list[str] | None = None) -> CN:
+    """The configuration a script runs with: the defaults, then ``cfg_file`` (default: the repository's
+    configs/pymaf_config.yaml, the released settings), then the ``misc`` KEY VALUE overrides; a new node."""
+    return update_cfg(cfg_file or DEFAULT_CFG_FILE, misc)

@@ -1,4 +1,5 @@
-"""Command-line options of train.py: the original's flags (facts §1.4) plus a few of this implementation's.
+"""Command-line options of train.py: the original's flags plus a few of this implementation's, parsed into
+`TrainOptions` (plain values; the trainer never sees the argparse namespace).
 
 Hyper-parameters that the original kept in the config (batch size, workers, learning rate, loss weights,
 feedback iterations) stay there and are changed with ``--misc KEY VALUE ...`` (the last flag).
@@ -6,8 +7,63 @@ feedback iterations) stay there and are changed with ``--misc KEY VALUE ...`` (t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """train.py's options as plain values; each flag's meaning and default are in `build_parser`
+    (``TrainOptions.defaults()`` gives the defaults). Hyper-parameters live in the config instead."""
+
+    resume: bool
+    device: str | None
+    log_dir: str
+    exp_name: str | None
+    pretrained_checkpoint: str | None
+    num_epochs: int
+    max_steps: int
+    regressor: str
+    cfg_file: str | None
+    img_res: int
+    rot_factor: float
+    noise_factor: float
+    scale_factor: float
+    openpose_train_weight: float
+    gt_train_weight: float
+    eval_dataset: str
+    eval_pve: bool
+    single_dataset: bool
+    single_dataname: str
+    overwrite: bool
+    train_npz: str | None
+    train_img_dir: str | None
+    eval_npz: str | None
+    eval_img_dir: str | None
+    distributed: bool
+    dist_backend: str | None
+    dist_url: str
+    world_size: int
+    rank: int
+    local_rank: int
+    multiprocessing_distributed: bool
+    misc: list[str] | None
+
+    @classmethod
+    def defaults(cls, **changes) -> TrainOptions:
+        """The command line's defaults, with ``changes`` applied."""
+        return dataclasses.replace(cls(**vars(build_parser().parse_args([]))), **changes)
+
+    def as_dict(self) -> dict:
+        """The options as a JSON-serialisable dict (what ``args.json`` of a run holds)."""
+        return dataclasses.asdict(self)
+
+    def distributed_setup(self) -> dict:
+        """Keyword arguments of `utils.train_utils.init_distributed`."""
+        return {'device': self.device, 'world_size': self.world_size, 'rank': self.rank,
+                'local_rank': self.local_rank, 'distributed': self.distributed,
+                'dist_backend': self.dist_backend, 'dist_url': self.dist_url}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_train_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_train_args(argv: list[str] | None = None) -> TrainOptions:
     """Parse train.py's command line.
 
     With ``--resume`` the options of the run being continued (``<log_dir>/args.json``) are the defaults, so
@@ -76,7 +132,7 @@ def parse_train_args(argv: list[str] | None = None) -> argparse.Namespace:
     """
     args = build_parser().parse_args(argv)
     if not args.resume:
-        return args
+        return TrainOptions(**vars(args))
     saved_file = Path(args.log_dir) / 'args.json'
     if not saved_file.is_file():
         raise FileNotFoundError(f'--resume: {saved_file} not found; --log_dir must be the experiment folder of '
@@ -90,4 +146,4 @@ def parse_train_args(argv: list[str] | None = None) -> argparse.Namespace:
     merged = vars(args)
     merged.update({k: v for k, v in saved.items() if k in merged and k not in ('resume', 'log_dir', 'misc')})
     merged.update(given)
-    return argparse.Namespace(**merged)
+    return TrainOptions(**merged)

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from core import constants, losses, path_config
+from core.train_options import TrainOptions
 from datasets.base_dataset import AugmentOptions, BaseDataset
 from datasets.mixed_dataset import MixedDataset, apply_fits
 from datasets.sampling import ResumableSampler, SeededSamples, collate_skipping_bad, loader_seed_generator
@@ -131,21 +132,21 @@ class Trainer:
     """One process of a training run (see the module docstring).
 
     Args:
-        args: train.py's options (`core.train_options`).
-        cfg: the run's merged config (the global ``core.cfgs.cfg``).
+        options: train.py's options (`core.train_options.TrainOptions`).
+        cfg: the run's config node (`core.cfgs.load_cfg`); the network is built from it.
         info: this process's place in the run (`utils.train_utils.init_distributed`).
         log_dir: experiment folder (rank 0; None on the others).
     """
 
-    def __init__(self, args, cfg, info: train_utils.DistInfo, log_dir: Path | None) -> None:
-        self.args = args
+    def __init__(self, options: TrainOptions, cfg, info: train_utils.DistInfo, log_dir: Path | None) -> None:
+        self.options = options
         self.cfg = cfg
         self.info = info
         self.device = info.device
         self.log_dir = log_dir
         self.stop = StopRequest()
-        self.resume_path = log_dir_checkpoint(args.log_dir) if args.resume else None
-        resume_state = read_checkpoint(self.resume_path, map_location='cpu') if args.resume else None
+        self.resume_path = log_dir_checkpoint(options.log_dir) if options.resume else None
+        resume_state = read_checkpoint(self.resume_path, map_location='cpu') if options.resume else None
         self.seed = resume_state['seed'] if resume_state else train_utils.shared_seed(cfg.SEED_VALUE, info)
         train_utils.seed_everything(self.seed)
 
@@ -168,9 +169,9 @@ class Trainer:
         self.best_pa_mpjpe = float('inf')
         if resume_state:
             self._resume(resume_state)
-        elif args.pretrained_checkpoint:
-            load_checkpoint(unwrap(self.model), args.pretrained_checkpoint, strict=True, map_location='cpu')
-            logger.info('initialised from %s', args.pretrained_checkpoint)
+        elif options.pretrained_checkpoint:
+            load_checkpoint(unwrap(self.model), options.pretrained_checkpoint, strict=True, map_location='cpu')
+            logger.info('initialised from %s', options.pretrained_checkpoint)
         self._wrap_distributed()
         self.writer = self._summary_writer()
         self.timings = defaultdict(float)
@@ -180,8 +181,8 @@ class Trainer:
         from models import hmr, pymaf_net
 
         torch.manual_seed(self.seed)
-        if self.args.regressor == 'pymaf_net':
-            model = pymaf_net(path_config.SMPL_MEAN_PARAMS, pretrained=True)
+        if self.options.regressor == 'pymaf_net':
+            model = pymaf_net(path_config.SMPL_MEAN_PARAMS, pretrained=True, cfg=self.cfg)
             self.aux_supervision = bool(model.aux_supv_on)
         else:
             model = hmr(path_config.SMPL_MEAN_PARAMS, pretrained=True)
@@ -214,16 +215,16 @@ class Trainer:
         self.model = DistributedDataParallel(self.model, device_ids=device_ids, find_unused_parameters=True)
 
     def _options(self) -> AugmentOptions:
-        a = self.args
+        a = self.options
         return AugmentOptions(img_res=a.img_res, rot_factor=a.rot_factor, noise_factor=a.noise_factor,
                               scale_factor=a.scale_factor)
 
     def _build_data(self) -> None:
-        args = self.args
-        if args.single_dataset or args.train_npz:
-            dataset = BaseDataset(args.single_dataname, is_train=True, options=self._options(),
-                                  npz_path=args.train_npz, img_dir=args.train_img_dir)
-            if self.cfg.TRAIN.FITS_DIR and args.single_dataname != 'h36m':
+        opts = self.options
+        if opts.single_dataset or opts.train_npz:
+            dataset = BaseDataset(opts.single_dataname, is_train=True, options=self._options(),
+                                  npz_path=opts.train_npz, img_dir=opts.train_img_dir)
+            if self.cfg.TRAIN.FITS_DIR and opts.single_dataname != 'h36m':
                 apply_fits(dataset, self.cfg.TRAIN.FITS_DIR)
         else:
             dataset = MixedDataset(self.cfg.TRAIN.MIXED_PARTITION, options=self._options(),
@@ -237,9 +238,9 @@ class Trainer:
                                        pin_memory=self.cfg.TRAIN.PIN_MEMORY and self.device.type == 'cuda',
                                        generator=loader_seed_generator(self.seed), drop_last=True)
         self.val_ds = None
-        if args.eval_dataset and args.eval_dataset.lower() != 'none' and self.info.is_main:
-            self.val_ds = BaseDataset(args.eval_dataset, is_train=False, options=AugmentOptions(img_res=args.img_res),
-                                      npz_path=args.eval_npz, img_dir=args.eval_img_dir)
+        if opts.eval_dataset and opts.eval_dataset.lower() != 'none' and self.info.is_main:
+            self.val_ds = BaseDataset(opts.eval_dataset, is_train=False, options=AugmentOptions(img_res=opts.img_res),
+                                      npz_path=opts.eval_npz, img_dir=opts.eval_img_dir)
             self._load_eval_assets()
 
     def _load_eval_assets(self) -> None:
@@ -257,7 +258,7 @@ class Trainer:
         from utils.render.iuv_renderer import IUV_Renderer
 
         return IUV_Renderer(self.body_paths.uv_processed, focal_length=constants.FOCAL_LENGTH,
-                            orig_size=self.args.img_res, output_size=self.cfg.MODEL.PyMAF.DP_HEATMAP_SIZE,
+                            orig_size=self.options.img_res, output_size=self.cfg.MODEL.PyMAF.DP_HEATMAP_SIZE,
                             device=self.device)
 
     def _summary_writer(self):
@@ -266,7 +267,7 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(self.log_dir / 'tb_summary'), purge_step=self.step if self.step else None)
-        writer.add_text('command_args', '  \n'.join(f'{k}: {v}' for k, v in vars(self.args).items()), self.step)
+        writer.add_text('command_args', '  \n'.join(f'{k}: {v}' for k, v in self.options.as_dict().items()), self.step)
         return writer
 
     # ------------------------------------------------------------------------------------------ one step
@@ -284,9 +285,9 @@ class Trainer:
         gt = self.smpl(betas=betas, body_pose=pose[:, 3:], global_orient=pose[:, :3])
         keypoints = batch['keypoints'].to(dev).float()
         kp_px = keypoints.clone()
-        kp_px[..., :2] = 0.5 * self.args.img_res * (kp_px[..., :2] + 1)
-        cam_t = estimate_translation(gt.joints, kp_px, constants.FOCAL_LENGTH, self.args.img_res)
-        cam = torch.stack([2 * constants.FOCAL_LENGTH / (self.args.img_res * cam_t[:, 2] + 1e-9),
+        kp_px[..., :2] = 0.5 * self.options.img_res * (kp_px[..., :2] + 1)
+        cam_t = estimate_translation(gt.joints, kp_px, constants.FOCAL_LENGTH, self.options.img_res)
+        cam = torch.stack([2 * constants.FOCAL_LENGTH / (self.options.img_res * cam_t[:, 2] + 1e-9),
                            cam_t[:, 0], cam_t[:, 1]], dim=-1)
         targets = {'pose': pose, 'betas': betas, 'keypoints': keypoints, 'verts': gt.vertices, 'cam': cam,
                    'pose_3d': batch['pose_3d'].to(dev).float(), 'has_smpl': batch['has_smpl'].to(dev).float(),
@@ -312,13 +313,13 @@ class Trainer:
     def forward(self, images: torch.Tensor) -> tuple[list[dict], list[dict]]:
         """``(supervised smpl outputs, IUV head outputs)`` of a batch of crops, in fp32."""
         with self._autocast():
-            if self.args.regressor == 'pymaf_net':
+            if self.options.regressor == 'pymaf_net':
                 preds_dict, _ = self.model(images)
                 smpl_out, dp_out = preds_dict['smpl_out'][1:], preds_dict['dp_out']
             else:
                 rotmat, betas, cam = self.model(images)
                 smpl_out, dp_out = [(rotmat, betas, cam)], []
-        if self.args.regressor != 'pymaf_net':
+        if self.options.regressor != 'pymaf_net':
             rotmat, betas, cam = (t.float() for t in smpl_out[0])
             smpl_out = [smpl_outputs(self.smpl, rotmat, betas, cam)]
 
@@ -340,8 +341,8 @@ class Trainer:
         targets = self.prepare_targets(batch)
         self.model.train()
         preds, dp_out = self.forward(images)
-        loss_terms = compute_losses(preds, dp_out, targets, self.cfg, self.args.openpose_train_weight,
-                                    self.args.gt_train_weight)
+        loss_terms = compute_losses(preds, dp_out, targets, self.cfg, self.options.openpose_train_weight,
+                                    self.options.gt_train_weight)
         loss = sum(loss_terms.values())
         finite = bool(torch.isfinite(loss).item())
         if not train_utils.all_ranks_agree(finite, self.info):
@@ -393,7 +394,7 @@ class Trainer:
         """Train until ``--num_epochs`` or ``--max_steps``; returns the last validation results (rank 0)."""
         results = {}
         with self.stop:
-            while self.epoch < self.args.num_epochs and not self._done():
+            while self.epoch < self.options.num_epochs and not self._done():
                 if not self.train_epoch():
                     break
                 results = self.end_of_epoch()
@@ -402,7 +403,7 @@ class Trainer:
         return results
 
     def _done(self) -> bool:
-        return self.stop.requested or (self.args.max_steps > 0 and self.step >= self.args.max_steps)
+        return self.stop.requested or (self.options.max_steps > 0 and self.step >= self.options.max_steps)
 
     def train_epoch(self) -> bool:
         """Train the rest of the current epoch; False when stopped early (checkpoint saved)."""
@@ -448,7 +449,7 @@ class Trainer:
         if is_best:
             self.save(CHECKPOINT_BEST, full=False)
         every = self.cfg.TRAIN.SAVE_EVERY
-        if every > 0 and self.epoch % every == 0 and not self.args.overwrite:
+        if every > 0 and self.epoch % every == 0 and not self.options.overwrite:
             self.save(f'model_epoch_{self.epoch:03d}.pt', full=False)
         return results
 
@@ -470,7 +471,7 @@ class Trainer:
         from utils.render.train_vis import MeshGrid
 
         if not hasattr(self, '_grid'):
-            self._grid = MeshGrid(self.smpl.faces, self.args.img_res)
+            self._grid = MeshGrid(self.smpl.faces, self.options.img_res)
         return self._grid
 
     def training_grid(self, out: dict) -> np.ndarray:
@@ -500,17 +501,17 @@ class Trainer:
         loader = DataLoader(self.val_ds, batch_size=self.cfg.TEST.BATCH_SIZE, shuffle=False,
                             num_workers=min(self.cfg.TRAIN.NUM_WORKERS, 4))
         evaluators = {}
-        for batch_idx, batch in enumerate(tqdm(loader, desc=f'validate {self.args.eval_dataset}', leave=False)):
+        for batch_idx, batch in enumerate(tqdm(loader, desc=f'validate {self.options.eval_dataset}', leave=False)):
             images = batch['img'].to(self.device)
-            if self.args.regressor == 'pymaf_net':
+            if self.options.regressor == 'pymaf_net':
                 outputs = model(images, **without_iuv(model))[0]['smpl_out']
             else:
                 outputs = [smpl_outputs(self.smpl, *model(images))]
             loops = range(-len(outputs), 0) if self.cfg.TRAIN.VAL_LOOP else [-1]
             for loop in loops:
                 if loop not in evaluators:
-                    evaluators[loop] = Evaluator(self.args.eval_dataset, self.eval_smpl, self.j_regressor_h36m,
-                                                 self.args.eval_pve)
+                    evaluators[loop] = Evaluator(self.options.eval_dataset, self.eval_smpl, self.j_regressor_h36m,
+                                                 self.options.eval_pve)
                 evaluators[loop].update(outputs[loop], batch)
             if self.writer is not None and batch_idx % self.cfg.VAL_VIS_BATCH_FREQ == 0:
                 grid = self._mesh_grid().prediction_grid(images, outputs[-1]['verts'], outputs[-1]['pred_cam'],
@@ -538,7 +539,7 @@ class Trainer:
         if not self.info.is_main or self.log_dir is None:
             return None
         extra = {'seed': self.seed, 'skipped': self.skipped, 'best_pa_mpjpe': self.best_pa_mpjpe,
-                 'regressor': self.args.regressor, 'img_res': self.args.img_res, 'world_size': self.info.world_size,
+                 'regressor': self.options.regressor, 'img_res': self.options.img_res, 'world_size': self.info.world_size,
                  'body_model': 'standin' if self.body_paths.is_standin else 'smpl'}
         if full:
             extra.update(rng=train_utils.rng_state(), scheduler=self.scheduler.state_dict())

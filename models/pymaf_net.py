@@ -18,8 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from core import constants, path_config
-from core.cfgs import cfg as global_cfg
+from core import cfgs, constants, path_config
 from models.iuv_predictor import IUV_predict_layer
 from models.hrnet import WIDTHS as HRNET_WIDTHS
 from models.hrnet import HRNetPyramid
@@ -165,14 +164,18 @@ class PyMAF(nn.Module):
             zero-filled body buffers that a checkpoint must fill (the released checkpoint holds them).
         mean_params_path: SPIN mean parameters; defaults to ``body_paths.smpl_mean_params``.
         pretrained: load ImageNet weights into the backbone when the file exists.
-        model_cfg: the ``MODEL.PyMAF`` config node (defaults to the global config's).
+        model_cfg: the ``MODEL.PyMAF`` config node; None: the released configuration's
+            (configs/pymaf_config.yaml).
+        res_cfg: the ``RES_MODEL`` config node (deconvolution head); None: the released configuration's.
     """
 
     def __init__(self, body_paths: path_config.BodyModelPaths | None, mean_params_path: str | Path | None = None,
                  pretrained: bool = True, model_cfg=None, res_cfg=None):
         super().__init__()
-        model_cfg = model_cfg if model_cfg is not None else global_cfg.MODEL.PyMAF
-        res_cfg = res_cfg if res_cfg is not None else global_cfg.RES_MODEL
+        if model_cfg is None or res_cfg is None:
+            released = cfgs.load_cfg()
+            model_cfg = model_cfg if model_cfg is not None else released.MODEL.PyMAF
+            res_cfg = res_cfg if res_cfg is not None else released.RES_MODEL
         if model_cfg.BACKBONE not in BACKBONES:
             raise ValueError(f'MODEL.PyMAF.BACKBONE {model_cfg.BACKBONE!r} is not supported; '
                              f'choose one of {", ".join(BACKBONES)}')
@@ -306,8 +309,9 @@ def without_iuv(model: nn.Module) -> dict[str, bool]:
 
 
 def pymaf_net(smpl_mean_params: str | Path | None = None, pretrained: bool = True,
-              body_paths: path_config.BodyModelPaths | None = None, placeholder_body: bool = False) -> PyMAF:
-    """Build PyMAF as configured in the global ``cfg``.
+              body_paths: path_config.BodyModelPaths | None = None, placeholder_body: bool = False,
+              cfg=None) -> PyMAF:
+    """Build PyMAF as configured in ``cfg``.
 
     Args:
         smpl_mean_params: mean-parameter file; the default path falls back to the body model's
@@ -316,13 +320,15 @@ def pymaf_net(smpl_mean_params: str | Path | None = None, pretrained: bool = Tru
         body_paths: body-model files (default `core.path_config.body_model_paths()`).
         placeholder_body: build zero-filled SMPL, downsampling and mean-parameter buffers, for loading a
             checkpoint that carries them (the released PyMAF checkpoint does).
+        cfg: the full config node (`core.cfgs.load_cfg`); None: the released configuration.
     """
+    model_cfg, res_cfg = (cfg.MODEL.PyMAF, cfg.RES_MODEL) if cfg is not None else (None, None)
     if placeholder_body:
-        return PyMAF(None, pretrained=pretrained)
+        return PyMAF(None, pretrained=pretrained, model_cfg=model_cfg, res_cfg=res_cfg)
     body_paths = body_paths or path_config.body_model_paths()
     mean_params = None
     if smpl_mean_params is not None and Path(smpl_mean_params).is_file():
         mean_params = smpl_mean_params
     elif smpl_mean_params is not None and Path(smpl_mean_params) != path_config.SMPL_MEAN_PARAMS:
         raise FileNotFoundError(f'SMPL mean parameters {smpl_mean_params} not found')
-    return PyMAF(body_paths, mean_params, pretrained=pretrained)
+    return PyMAF(body_paths, mean_params, pretrained=pretrained, model_cfg=model_cfg, res_cfg=res_cfg)

@@ -147,3 +147,25 @@ def test_the_checker_sees_lazy_imports(tmp_path):
     source = tmp_path / 'm.py'
     source.write_text('def f():\n    from models.smpl import SMPL\n    import demo\n')
     assert {'models.smpl', 'models.smpl.SMPL', 'demo'} <= _imports(source)
+
+
+def _global_config_reads(path: Path) -> list[str]:
+    """``from core.cfgs import cfg`` and ``cfgs.cfg`` in a file: reads of a shared, mutable config."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module == 'core.cfgs':
+            found += [f'{path.name}:{node.lineno}' for alias in node.names if alias.name == 'cfg']
+        elif isinstance(node, ast.Attribute) and node.attr == 'cfg' and isinstance(node.value, ast.Name) \
+                and node.value.id == 'cfgs':
+            found.append(f'{path.name}:{node.lineno}')
+    return found
+
+
+def test_no_shared_config():
+    """Config nodes are passed explicitly; `core.cfgs` has no module-level node to fall back on."""
+    import core.cfgs
+
+    assert not hasattr(core.cfgs, 'cfg')
+    bad = [hit for path in _library_modules().values() for hit in _global_config_reads(path)]
+    assert not bad, bad
+

@@ -1,7 +1,6 @@
 """Networks rebuilt from checkpoints: the config inside train.py's checkpoints, compact (demo) weight files."""
 from __future__ import annotations
 
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,10 @@ LITE_CFG = REPO / 'configs' / 'demo_weights_lite.yaml'
 
 @pytest.fixture()
 def lite_model():
-    cfgs.parse_args(Namespace(cfg_file=str(LITE_CFG), misc=None))
+    node = cfgs.load_cfg(LITE_CFG)
     torch.manual_seed(0)
-    model = pymaf_net(pretrained=False).eval()
-    node = cfgs.cfg.clone()
-    yield model, node
-    cfgs.parse_args(Namespace(cfg_file=None, misc=None))
+    model = pymaf_net(pretrained=False, cfg=node).eval()
+    return model, node
 
 
 def _final_verts(model, images):
@@ -35,7 +32,6 @@ def _final_verts(model, images):
 def test_checkpoint_config_rebuilds_the_light_network(lite_model, tmp_path):
     model, node = lite_model
     path = save_checkpoint(tmp_path / 'lite.pt', model, cfg=node)
-    cfgs.parse_args(Namespace(cfg_file=None, misc=None))  # the global config back at the paper's defaults
     rebuilt = build_from_checkpoint(read_checkpoint(path), path)
     assert rebuilt.backbone_name == 'res18' and rebuilt.feature_extractor.conv1.out_channels == 32
     images = torch.randn(2, 3, 224, 224)

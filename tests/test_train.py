@@ -196,8 +196,8 @@ def test_gt_iuv_labels_cover_the_body_in_the_image(tmp_path):
     from core import cfgs
     from utils.train_utils import init_distributed
 
-    cfg = cfgs.parse_args(args)
-    trainer = trainer_module.Trainer(args, cfg, init_distributed(args), log_dir=None)
+    cfg = cfgs.load_cfg(args.cfg_file, args.misc)
+    trainer = trainer_module.Trainer(args, cfg, init_distributed(**args.distributed_setup()), log_dir=None)
     dataset = BaseDataset('synthetic', is_train=False, npz_path=npz, img_dir=str(out))
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=3)))
     iuv = trainer.prepare_targets(batch)['iuv']
@@ -255,7 +255,8 @@ def test_gradient_clipping(synth, tmp_path, clip):
     from utils.train_utils import init_distributed
 
     args = parse_train_args(_args(synth, tmp_path, '--eval_dataset', 'none', misc=['TRAIN.GRAD_CLIP', str(clip)]))
-    trainer = Trainer(args, cfgs.parse_args(args), init_distributed(args), log_dir=None)
+    trainer = Trainer(args, cfgs.load_cfg(args.cfg_file, args.misc), init_distributed(**args.distributed_setup()),
+                      log_dir=None)
     trainer.sampler.set_epoch(0)
     out = trainer.train_step(next(iter(trainer.train_loader)))
     norm_after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in

@@ -37,29 +37,39 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(args) -> DistInfo:
-    """Start torch.distributed when launched by torchrun (WORLD_SIZE > 1) or with ``--distributed``.
+def init_distributed(device: str | None = None, world_size: int = 1, rank: int = 0, local_rank: int = 0,
+                     distributed: bool = False, dist_backend: str | None = None, dist_url: str = 'env://'
+                     ) -> DistInfo:
+    """Start torch.distributed when launched by torchrun (WORLD_SIZE > 1) or with ``distributed``.
 
-    The backend defaults to NCCL on GPUs and gloo on CPU; each process takes ``cuda:<local rank>`` when
-    GPUs are present. A single process needs nothing.
+    Args:
+        device: torch device name; None: ``cuda:<local rank>`` when GPUs are present, else cpu.
+        world_size, rank, local_rank: the process's place, unless torchrun's WORLD_SIZE, RANK and
+            LOCAL_RANK environment variables say otherwise.
+        distributed: start the process group even with one process.
+        dist_backend: None: NCCL on GPUs, gloo on CPU.
+        dist_url: the init method (torchrun: ``env://``).
+
+    A single process needs nothing.
     """
-    world_size = int(os.environ.get('WORLD_SIZE', args.world_size))
-    rank = int(os.environ.get('RANK', args.rank))
-    local_rank = int(os.environ.get('LOCAL_RANK', args.local_rank))
-    if args.device:
-        device = torch.device(args.device)
+    world_size = int(os.environ.get('WORLD_SIZE', world_size))
+    rank = int(os.environ.get('RANK', rank))
+    local_rank = int(os.environ.get('LOCAL_RANK', local_rank))
+    requested = device
+    if requested:
+        device = torch.device(requested)
     elif torch.cuda.is_available():
         device = torch.device('cuda', local_rank if world_size > 1 else 0)
     else:
         device = torch.device('cpu')
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f'--device {args.device} asked for a GPU, but torch sees none (torch.cuda.is_available() '
+        raise RuntimeError(f'--device {requested} asked for a GPU, but torch sees none (torch.cuda.is_available() '
                            'is False); use --device cpu')
-    if world_size > 1 or args.distributed:
-        backend = args.dist_backend or ('nccl' if device.type == 'cuda' else 'gloo')
+    if world_size > 1 or distributed:
+        backend = dist_backend or ('nccl' if device.type == 'cuda' else 'gloo')
         if device.type == 'cuda':
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend, init_method=args.dist_url, world_size=world_size, rank=rank)
+        dist.init_process_group(backend=backend, init_method=dist_url, world_size=world_size, rank=rank)
         logger.info('process %d of %d (local rank %d) on %s, backend %s', rank, world_size, local_rank, device,
                     backend)
     return DistInfo(world_size=world_size, rank=rank, local_rank=local_rank, device=device)
@@ -113,15 +123,17 @@ def experiment_name(cfg, single_dataset: bool) -> tuple[str, str]:
     return sub_dir, f'{name}_{time.strftime("%b%d-%H-%M-%S-")}{letters}'
 
 
-def prepare_log_dir(args, cfg) -> Path:
-    """Create ``<log_dir>/<sub_dir>/<log_name>/`` with ``tb_summary/``, ``checkpoints/``, ``args.json`` and
-    ``cfg.yaml`` (on resume: the existing folder, plus ``args_resume.json`` and ``cfg_resume.yaml``)."""
-    if args.resume:
-        log_dir = Path(args.log_dir)
+def prepare_log_dir(cfg, log_root: str | os.PathLike, options: dict, resume: bool = False,
+                    single_dataset: bool = False, exp_name: str | None = None) -> Path:
+    """Create ``<log_root>/<sub_dir>/<log_name>/`` with ``tb_summary/``, ``checkpoints/``, ``args.json`` (the
+    run's ``options`` and the command line) and ``cfg.yaml``; with ``resume``, ``log_root`` is the existing
+    experiment folder and ``args_resume.json`` and ``cfg_resume.yaml`` are added."""
+    if resume:
+        log_dir = Path(log_root)
         suffix = '_resume'
     else:
-        sub_dir, log_name = experiment_name(cfg, args.single_dataset)
-        log_dir = Path(args.log_dir) / sub_dir / (args.exp_name or log_name)
+        sub_dir, log_name = experiment_name(cfg, single_dataset)
+        log_dir = Path(log_root) / sub_dir / (exp_name or log_name)
         if (log_dir / 'checkpoints' / 'model_latest.pt').exists():
             raise FileExistsError(f'{log_dir} already holds a run; continue it with --resume --log_dir {log_dir} '
                                   'or choose another --exp_name')
@@ -129,7 +141,7 @@ def prepare_log_dir(args, cfg) -> Path:
     (log_dir / 'tb_summary').mkdir(parents=True, exist_ok=True)
     (log_dir / 'checkpoints').mkdir(parents=True, exist_ok=True)
     with open(log_dir / f'args{suffix}.json', 'w') as f:
-        json.dump(dict(vars(args), command=' '.join(sys.argv)), f, indent=2)
+        json.dump(dict(options, command=' '.join(sys.argv)), f, indent=2)
     with open(log_dir / f'cfg{suffix}.yaml', 'w') as f:
         f.write(cfg.dump())
     return log_dir
