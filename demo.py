@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent
-DEMO_WEIGHTS_DIR = REPO_ROOT / 'assets' / 'demo_weights'
+DEMO_WEIGHTS_DIR = REPO_ROOT / 'assets' / 'demo_weights'  # tests point it elsewhere
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,82 +183,59 @@ def check_flags(args: argparse.Namespace) -> list[str]:
 
 def resolve_checkpoint(args: argparse.Namespace) -> tuple[Path | None, str]:
     """The checkpoint to load and a description of where the weights come from."""
+    from core.inference.predictor import find_checkpoint
     from core.path_config import PYMAF_CHECKPOINT
 
-    if args.checkpoint:
-        path = Path(args.checkpoint)
-        if not path.is_file():
-            raise DemoError(f'checkpoint not found: {path}')
-        return path, f'checkpoint {path}'
-    default = Path(PYMAF_CHECKPOINT)
-    if default.is_file():
-        return default, f'checkpoint {default}'
-    demo = sorted(DEMO_WEIGHTS_DIR.glob('*.pt')) if DEMO_WEIGHTS_DIR.is_dir() else []
-    if demo:
-        return demo[0], f'demo weights {demo[0]} (not the released PyMAF model)'
-    return None, (f'UNTRAINED weights (no checkpoint at {default}; get PyMAF_model_checkpoint.pt from the '
-                  f'original release and put it there, or pass --checkpoint): meshes are not meaningful')
-
-
-def model_body(model):
-    """The SMPL layer inside the network (None for networks without one)."""
-    regressor = getattr(model, 'regressor', None)
-    return regressor[0].smpl if regressor is not None else None
+    try:
+        return find_checkpoint(args.checkpoint, PYMAF_CHECKPOINT, DEMO_WEIGHTS_DIR)
+    except FileNotFoundError as err:
+        raise DemoError(str(err)) from err
 
 
 def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
-    """Merge the config, build PyMAF, load weights; says once which body model and weights are used.
+    """Build PyMAF from the checkpoint and load its weights; says once which body model and weights are used.
 
     ``model_factory`` (tests and embedding) builds the network instead of `models.pymaf_net`; then only
     an explicit ``--checkpoint`` is loaded.
     """
-    from models.build import checkpoint_holds_body_model
-    from core.inference.predictor import CheckpointMismatchError, PyMAFPredictor, load_weights
+    from core.inference.predictor import CheckpointMismatchError, PyMAFPredictor, load_weights, weights_note
     from utils.saver import read_checkpoint
 
-    if model_factory is not None:
-        model = model_factory()
-        if args.checkpoint:
-            if not Path(args.checkpoint).is_file():
-                raise DemoError(f'checkpoint not found: {args.checkpoint}')
-            try:
+    options = {'batch_size': args.model_batch_size, 'bbox_scale': args.bbox_scale}
+    try:
+        if model_factory is not None:
+            model = model_factory()
+            if args.checkpoint:
+                if not Path(args.checkpoint).is_file():
+                    raise DemoError(f'checkpoint not found: {args.checkpoint}')
                 load_weights(model, args.checkpoint)
-            except CheckpointMismatchError as err:
-                raise DemoError(str(err)) from err
-        return PyMAFPredictor(model, device, batch_size=args.model_batch_size, bbox_scale=args.bbox_scale)
-    from core.path_config import body_model_paths
-
-    checkpoint, weights_desc = resolve_checkpoint(args)
-    try:
+            return PyMAFPredictor(model, device, **options)
+        checkpoint, weights_desc = resolve_checkpoint(args)
         data = read_checkpoint(checkpoint) if checkpoint is not None else None
-    except CheckpointMismatchError as err:
-        raise DemoError(str(err)) from err
-    body = body_model_paths(standin=data is not None and data.get('body_model') == 'standin')
-    if data is not None and data.get('description'):
-        log(f'NOTE: {weights_desc}: {data["description"]}')
-    elif data is not None and checkpoint_holds_body_model(data):
-        log(f'weights and body model: {weights_desc}')
-    elif getattr(body, 'is_standin', False):
-        log('NOTE: using the stand-in body model (no SMPL files found under data/smpl) with '
-            f'{weights_desc}; see the README for the licensed SMPL files and the released checkpoint.')
-    elif checkpoint is None:
-        log(f'NOTE: using {weights_desc}.')
-    else:
-        log(f'weights: {weights_desc}')
-    try:
+        log(weights_note(data, weights_desc))
         return PyMAFPredictor.from_checkpoint(checkpoint, device, checkpoint_data=data, cfg_file=args.cfg_file,
-                                              misc=args.misc, batch_size=args.model_batch_size,
-                                              bbox_scale=args.bbox_scale)
+                                              misc=args.misc, **options)
     except CheckpointMismatchError as err:
         raise DemoError(str(err)) from err
 
 
-def detect_and_track(args, source, log, timer) -> tuple[dict, dict[int, tuple[int, int]]]:
+def make_detector(args: argparse.Namespace, device):
+    """The people detector the flags ask for (`utils.video.detection.build_detector`)."""
+    from core import path_config
+    from utils.video.detection import build_detector
+
+    detector = build_detector(args.detector, args.detector_weights or path_config.YOLO_WEIGHTS, device=str(device),
+                              score_threshold=args.det_threshold)
+    if hasattr(detector, 'img_size'):
+        detector.img_size = args.yolo_img_size
+    return detector
+
+
+def detect_and_track(args, source, device, log, timer) -> tuple[dict, dict[int, tuple[int, int]]]:
     """Stage 1. Returns tracks {pid: {'frames', 'bbox' [cx, cy, s, s]}} and {frame: (width, height)}."""
     from tqdm import tqdm
 
-    from core import path_config
-    from utils.video.detection import build_detector, full_image_box, load_anno_file
+    from utils.video.detection import full_image_box, load_anno_file
     from utils.video.tracking import track_detections, xyxy_to_square
 
     image_mode = source.kind == 'image' or args.image_based
@@ -273,10 +250,7 @@ def detect_and_track(args, source, log, timer) -> tuple[dict, dict[int, tuple[in
         sizes = {i: (source.width, source.height) for i in range(len(source))}
         timer.add('detection+tracking', time.perf_counter() - start, len(source))
         return tracks, sizes
-    detector = None if args.single_crop else build_detector(
-        args.detector, args.detector_weights or path_config.YOLO_WEIGHTS, device=str(args.device_obj), score_threshold=args.det_threshold)
-    if detector is not None and hasattr(detector, 'img_size'):
-        detector.img_size = args.yolo_img_size
+    detector = None if args.single_crop else make_detector(args, device)
     dets_per_frame, frame_ids = [], []
     bar = tqdm(total=len(source), desc='detection', unit='frame', disable=None)
     for indices, frames in source.batches(args.tracker_batch_size):
@@ -308,94 +282,29 @@ def detect_and_track(args, source, log, timer) -> tuple[dict, dict[int, tuple[in
     return tracks, sizes
 
 
-def regress(args, source, tracks, sizes, predictor, log, timer) -> dict[int, dict]:
-    """Stage 2: batched regression over all crops, streaming the frames once."""
-    import torch
+def regress(args, source, tracks, predictor, log, timer, stages=()) -> dict[int, dict]:
+    """Stage 2: batched regression over all crops, streaming the frames once; ``stages`` run per frame."""
     from tqdm import tqdm
-
-    from datasets.inference import crop_person
-    from core.inference.predictor import person_results
 
     by_frame: dict[int, list[tuple[int, np.ndarray]]] = {}
     for pid, track in tracks.items():
         for f, box in zip(track['frames'], track['bbox']):
             by_frame.setdefault(int(f), []).append((pid, box))
-    rows: dict[int, list[dict]] = {pid: [] for pid in tracks}
-    pending_imgs, pending_meta = [], []
-
-    def flush():
-        if not pending_imgs:
-            return
-        out = predictor.predict_crops(torch.stack(pending_imgs))
-        for k, (pid, frame, box) in enumerate(pending_meta):
-            row = {key: val[k:k + 1] for key, val in out.items()}
-            predictor.add_image_cameras(row, box[None], *sizes[frame])
-            row['frame'] = frame
-            rows[pid].append(row)
-        pending_imgs.clear()
-        pending_meta.clear()
-
     start = time.perf_counter()
     total_crops = sum(len(v) for v in by_frame.values())
-    bar = tqdm(total=total_crops, desc='regression', unit='crop', disable=None)
     frames_done = 0
-    for index, frame in source.frames():
-        people = by_frame.get(index, [])
-        for pid, box in people:
-            pending_imgs.append(crop_person(frame, box, args.bbox_scale)[0])
-            pending_meta.append((pid, index, np.asarray(box, np.float32)))
-            if len(pending_imgs) >= args.model_batch_size:
-                n = len(pending_imgs)
-                flush()
-                bar.update(n)
-        frames_done += 1
-    n = len(pending_imgs)
-    flush()
-    bar.update(n)
-    bar.close()
+
+    def counted_frames():
+        nonlocal frames_done
+        for item in source.frames():
+            yield item
+            frames_done += 1
+
+    with tqdm(total=total_crops, desc='regression', unit='crop', disable=None) as bar:
+        results = predictor.predict_video(counted_frames(), by_frame, stages=stages, progress=bar.update)
     timer.add('regression', time.perf_counter() - start, frames_done)
     log(f'regression: {total_crops} crops in {time.perf_counter() - start:.1f} s')
-    return person_results(rows)
-
-
-def smooth_results(results, fps, args, sizes, predictor) -> None:
-    """One-Euro smoothing per run of consecutive frames of each person; meshes and cameras are recomputed."""
-    import torch
-
-    from utils.geometry import projection
-    from utils.video.smoothing import smooth_track
-
-    smpl = _find_smpl(predictor.model)
-    for res in results.values():
-        frames = res['frame_ids']
-        breaks = np.nonzero(np.diff(frames) != 1)[0] + 1
-        for run in np.split(np.arange(len(frames)), breaks):
-            if len(run) < 2:
-                continue
-            res['pose'][run], res['betas'][run], res['pred_cam'][run] = smooth_track(
-                res['pose'][run], res['betas'][run], res['pred_cam'][run], fps, args.smooth_min_cutoff,
-                args.smooth_beta)
-        with torch.no_grad():
-            device = predictor.device
-            pose = torch.as_tensor(res['pose'], device=device)
-            out = smpl(betas=torch.as_tensor(res['betas'], device=device), body_pose=pose[:, 3:],
-                       global_orient=pose[:, :3], pose2rot=True)
-            kp_2d = projection(out.joints.float(), torch.as_tensor(res['pred_cam'], device=device)).cpu().numpy()
-        res['verts'] = out.vertices.float().cpu().numpy()
-        res['joints3d'] = out.joints.float().cpu().numpy()
-        for k, f in enumerate(frames):
-            row = {'pred_cam': res['pred_cam'][k:k + 1], 'kp_2d': kp_2d[k:k + 1]}
-            predictor.add_image_cameras(row, res['bboxes'][k:k + 1], *sizes[int(f)])
-            for key in ('orig_cam', 'cam_t', 'kp2d_px'):
-                res[key][k] = row[key][0]
-
-
-def _find_smpl(model):
-    """The SMPL module inside the network (for re-posing smoothed parameters)."""
-    for module in model.modules():
-        if type(module).__name__ == 'SMPL':
-            return module
-    raise DemoError('--smooth: the model holds no SMPL module to recompute the meshes')
+    return {pid: results[pid] for pid in tracks if pid in results}
 
 
 def save_results(args, results, out_dir, source, faces, log, timer, smpl=None) -> None:
@@ -424,7 +333,7 @@ def save_results(args, results, out_dir, source, faces, log, timer, smpl=None) -
     timer.add('saving', time.perf_counter() - start, len(source))
 
 
-def render(args, source, results, faces, out_dir, log, timer) -> int:
+def render(args, source, results, faces, out_dir, device, timer) -> int:
     """Stage 3: overlays with a shared z-buffer; writes the video and/or PNG frames. Returns frames written."""
     import cv2
     from tqdm import tqdm
@@ -445,8 +354,7 @@ def render(args, source, results, faces, out_dir, log, timer) -> int:
     name = source.path.stem if source.kind != 'folder' else source.path.name
     frames_dir = out_dir / (f'{name}_output' if not image_mode else '')
     writer = None if image_mode else VideoWriter(out_dir / f'{name}_result.mp4', fps=source.fps)
-    renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH * args.render_ratio,
-                          device=args.device_obj)
+    renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH * args.render_ratio, device=device)
     start = time.perf_counter()
     count = 0
     try:
@@ -499,6 +407,7 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
     ``model_factory`` and ``faces`` replace the PyMAF network and SMPL's triangles (tests, embedding).
     """
     from core.inference.predictor import resolve_device
+    from core.inference.smoothing import smooth_results
     from utils.export.results import load_output_pkl
     from utils.video.io import open_frame_source
 
@@ -509,11 +418,11 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
         return run_live_demo(args, log, model_factory, faces)
     input_path = Path(args.vid_file or args.image_folder or args.img_file)
     source = open_frame_source(input_path, max_frames=None if args.img_file else args.max_frames)
-    args.device_obj = resolve_device(args.device)
+    device = resolve_device(args.device)
     name = input_path.stem if source.kind != 'folder' else input_path.name
     out_dir = Path(args.output_folder) / name
     log(f'input: {source.kind} {input_path} ({len(source)} frames, {source.width}x{source.height}, '
-        f'{source.fps:.2f} fps); device: {args.device_obj}; output: {out_dir}')
+        f'{source.fps:.2f} fps); device: {device}; output: {out_dir}')
     timer = StageTimer()
     Path(args.output_folder).mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f'.{name}.tmp-', dir=args.output_folder))
@@ -521,19 +430,20 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
         if args.recon_result_file:
             results = load_output_pkl(args.recon_result_file)
         else:
-            predictor = build_predictor(args, args.device_obj, log, model_factory)
-            smpl = model_body(predictor.model)
+            predictor = build_predictor(args, device, log, model_factory)
+            smpl = predictor.body_model
             if faces is None and smpl is not None:
                 faces = smpl.faces
-            tracks, sizes = detect_and_track(args, source, log, timer)
+            tracks, sizes = detect_and_track(args, source, device, log, timer)
             if not tracks:
                 log(f'nobody was found in {input_path}: no results to save'
                     + ('' if args.use_gt else ' (try --detector yolo with a YOLO weights file, or --use_gt)'))
                 results = {}
             else:
-                results = regress(args, source, tracks, sizes, predictor, log, timer)
+                results = regress(args, source, tracks, predictor, log, timer)
                 if args.smooth:
-                    smooth_results(results, source.fps, args, sizes, predictor)
+                    smooth_results(results, predictor, source.fps, sizes, args.smooth_min_cutoff,
+                                   args.smooth_beta)
             if faces is None:
                 from models.smpl import get_smpl_faces
 
@@ -541,11 +451,11 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
             save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
         rendered = 0
         if not args.no_render and results:
-            rendered = render(args, source, results, faces, tmp_dir, log, timer)
+            rendered = render(args, source, results, faces, tmp_dir, device, timer)
         publish(tmp_dir, out_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    summary = {'frames': len(source), 'people': len(results), 'output': str(out_dir),
+    summary = {'frames': len(source), 'people': len(results), 'output': str(out_dir), 'device': str(device),
                'rendered': rendered, 'seconds': dict(timer.seconds),
                'total_seconds': time.perf_counter() - total_start}
     log(f'done: {len(source)} frames, {len(results)} people, {rendered} frames rendered -> {out_dir}')
@@ -556,32 +466,35 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
 
 
 def run_live_demo(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarray | None = None) -> dict:
-    """``--webcam``: frames are processed as they arrive (core/inference/live.py); outputs go to <output_folder>/webcam."""
-    from core.inference.predictor import resolve_device
+    """``--webcam``: frames are processed as they arrive (core/inference/live.py); outputs go to
+    <output_folder>/webcam."""
     from core.inference.live import run_live
+    from core.inference.predictor import resolve_device
 
     start = time.perf_counter()
-    args.device_obj = resolve_device(args.device)
+    device = resolve_device(args.device)
     out_dir = Path(args.output_folder) / 'webcam'
-    log(f'input: live {args.webcam}; device: {args.device_obj}; output: {out_dir}')
+    log(f'input: live {args.webcam}; device: {device}; output: {out_dir}')
     timer = StageTimer()
     Path(args.output_folder).mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix='.webcam.tmp-', dir=args.output_folder))
     try:
-        predictor = build_predictor(args, args.device_obj, log, model_factory)
-        smpl = model_body(predictor.model)
+        predictor = build_predictor(args, device, log, model_factory)
+        smpl = predictor.body_model
         if faces is None:
             from models.smpl import get_smpl_faces
 
             faces = smpl.faces if smpl is not None else get_smpl_faces()
-        results, source = run_live(args, predictor, faces, tmp_dir, log)
+        results, source = run_live(args.webcam, predictor, make_detector(args, device), faces, tmp_dir,
+                                   max_track_gap=args.max_track_gap, render=not args.no_render,
+                                   display=args.display, max_frames=args.max_frames, log=log)
         timer.add('live', time.perf_counter() - start, len(source))
         save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
         publish(tmp_dir, out_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     log(f'done: {len(source)} frames, {len(results)} people -> {out_dir}')
-    return {'frames': len(source), 'people': len(results), 'output': str(out_dir),
+    return {'frames': len(source), 'people': len(results), 'output': str(out_dir), 'device': str(device),
             'rendered': 0 if args.no_render else len(source), 'total_seconds': time.perf_counter() - start}
 
 

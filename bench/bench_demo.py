@@ -44,7 +44,7 @@ def main() -> None:
         summary = demo.run(demo_args, log=lambda msg: None)
     print(f'# demo benchmark: {Path(args.vid_file).name}, {summary["frames"]} frames, {summary["people"]} people; '
           f'{platform.processor() or platform.machine()}, torch {torch.__version__}, '
-          f'{torch.get_num_threads()} threads, device {demo_args.device_obj}')
+          f'{torch.get_num_threads()} threads, device {summary["device"]}')
     print(f'{"stage":<22s} {"seconds":>9s} {"frames/s":>9s}')
     for stage, sec in summary['seconds'].items():
         print(f'{stage:<22s} {sec:9.2f} {summary["frames"] / sec if sec > 0 else float("nan"):9.2f}')

@@ -32,13 +32,11 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from models.build import build_from_checkpoint
+    from core.inference.predictor import PyMAFPredictor
     from utils.export.onnx_export import INPUT_NAME, FinalEstimate, export_onnx
-    from utils.saver import read_checkpoint
 
     torch.set_num_threads(args.threads)
-    data = read_checkpoint(args.checkpoint) if args.checkpoint else None
-    model = build_from_checkpoint(data, args.checkpoint)
+    model = PyMAFPredictor.from_checkpoint(args.checkpoint, 'cpu').model
     wrapper = FinalEstimate(model.float().eval())
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads

@@ -34,6 +34,7 @@ FINAL_FITS_DIR = DATA_DIR / 'final_fits'
 # Pretrained weights.
 PRETRAINED_DIR = DATA_DIR / 'pretrained_model'
 PYMAF_CHECKPOINT = PRETRAINED_DIR / 'PyMAF_model_checkpoint.pt'
+DEMO_WEIGHTS_DIR = REPO_DIR / 'assets' / 'demo_weights'  # the built-in demo weights (used without a checkpoint)
 YOLO_WEIGHTS = PRETRAINED_DIR / 'yolov8n.pt'  # the demo's --detector yolo weights (ultralytics YOLOv8n)
 RESNET50_IMAGENET = PRETRAINED_DIR / 'resnet50-19c8e357.pth'
 RESNET18_IMAGENET = PRETRAINED_DIR / 'resnet18-f37072fd.pth'  # torchvision's ImageNet ResNet-18 (light backbone)

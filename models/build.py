@@ -35,6 +35,20 @@ def checkpoint_holds_body_model(checkpoint: dict) -> bool:
     return _CHECKPOINT_SMPL_PREFIX + 'v_template' in checkpoint['model']
 
 
+def checkpoint_body_model(checkpoint: dict | None):
+    """The body-model files a network built from ``checkpoint`` loads (`core.path_config.BodyModelPaths`), or
+    None when the checkpoint carries the body model itself (the released one and train.py's do).
+
+    Compact weights name theirs (``'body_model': 'standin'`` selects the stand-in even when SMPL files exist);
+    otherwise the official files when present, else the stand-in.
+    """
+    from core import path_config
+
+    if checkpoint is not None and checkpoint_holds_body_model(checkpoint):
+        return None
+    return path_config.body_model_paths(standin=checkpoint is not None and checkpoint.get('body_model') == 'standin')
+
+
 def checkpoint_cfg(checkpoint: dict | None, cfg_file: str | None = None, misc: list[str] | None = None):
     """The config a checkpoint's network is built with (a new node; the global config is not changed).
 
@@ -68,7 +82,6 @@ def build_from_checkpoint(checkpoint: dict | None, source: str | os.PathLike | N
     Raises:
         utils.saver.CheckpointError: the weights do not fit the network (all differences named).
     """
-    from core import path_config
     from models.pymaf_net import PyMAF
 
     node = checkpoint_cfg(checkpoint, cfg_file, misc)
@@ -76,11 +89,11 @@ def build_from_checkpoint(checkpoint: dict | None, source: str | os.PathLike | N
     def build(body, mean_params=None):
         return PyMAF(body, mean_params, pretrained=False, model_cfg=node.MODEL.PyMAF, res_cfg=node.RES_MODEL)
 
+    body = checkpoint_body_model(checkpoint)
     if checkpoint is None:
-        return build(path_config.body_model_paths())
-    if checkpoint_holds_body_model(checkpoint):
+        return build(body)
+    if body is None:
         return _load(build(None), checkpoint, source)
-    body = path_config.body_model_paths(standin=checkpoint.get('body_model') == 'standin')
     model = build(body)
     if checkpoint.get('excludes_body_model'):
         own = model.state_dict()

@@ -169,3 +169,17 @@ def test_no_shared_config():
     bad = [hit for path in _library_modules().values() for hit in _global_config_reads(path)]
     assert not bad, bad
 
+
+def test_no_argparse_namespaces_in_the_library():
+    """Scripts parse the command line and pass plain values down; only train.py's parser lives in `core`
+    (`core.train_options`, which returns a dataclass)."""
+    bad = []
+    for name, path in _library_modules().items():
+        tree = ast.parse(path.read_text(), str(path))
+        if name != 'core.train_options' and 'argparse' in _imports(path):
+            bad.append(f'{name} imports argparse')
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                params = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                bad += [f'{name}.{node.name}({p.arg})' for p in params if p.arg in ('args', 'opt', 'namespace')]
+    assert not bad, bad

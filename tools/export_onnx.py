@@ -34,20 +34,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import demo
-    from models.build import build_from_checkpoint
+    from core import path_config
+    from core.inference.predictor import PyMAFPredictor, find_checkpoint
     from utils.export.onnx_export import compare_with_torch, export_onnx
     from utils.saver import CheckpointError, read_checkpoint
 
     args = parse_args(argv)
     try:
-        checkpoint, weights_desc = demo.resolve_checkpoint(args)
+        checkpoint, weights_desc = find_checkpoint(args.checkpoint, path_config.PYMAF_CHECKPOINT,
+                                                   path_config.DEMO_WEIGHTS_DIR)
         data = read_checkpoint(checkpoint) if checkpoint is not None else None
-        model = build_from_checkpoint(data, checkpoint, cfg_file=args.cfg_file, misc=args.misc)
+        model = PyMAFPredictor.from_checkpoint(checkpoint, 'cpu', checkpoint_data=data, cfg_file=args.cfg_file,
+                                               misc=args.misc).model
         metadata = {'weights': weights_desc, 'body_model': (data or {}).get('body_model', 'smpl or stand-in'),
                     'description': (data or {}).get('description', '')}
         path = export_onnx(model, args.out, opset=args.opset, metadata=metadata)
-    except (demo.DemoError, CheckpointError, FileNotFoundError, ImportError, ValueError) as err:
+    except (CheckpointError, FileNotFoundError, ImportError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     size_mb = path.stat().st_size / 1e6

@@ -8,10 +8,13 @@ The results file has the same fields. Stop with Ctrl-C, ``--max_frames``, or the
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from core.inference.predictor import FrameStage, PyMAFPredictor, person_results
 
 
 @dataclass
@@ -56,34 +59,41 @@ def gui_available() -> bool:
         return False
 
 
-def run_live(args, predictor, faces: np.ndarray, out_dir: Path, log=print) -> tuple[dict[int, dict], LiveSource]:
-    """Reconstruct everyone in each frame of ``args.webcam`` as it arrives.
+def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, out_dir: Path, *,
+             max_track_gap: int = 15, render: bool = True, display: bool = False, max_frames: int | None = None,
+             stages: Sequence[FrameStage] = (), log=print) -> tuple[dict[int, dict], LiveSource]:
+    """Reconstruct everyone in each frame of a camera or stream as it arrives.
 
-    Writes ``<out_dir>/webcam_result.mp4`` (unless ``args.no_render``) and shows it in a window with
-    ``args.display`` when OpenCV has a GUI. Returns the per-person results (output.pkl's format) and a
-    description of the stream for the saving code.
+    Args:
+        spec: camera index ('0'), device path or stream/file URL (`open_capture`).
+        predictor: the network (`core.inference.predictor.PyMAFPredictor`).
+        detector: callable list of (H, W, 3) RGB frames -> list of (N, 5) ``[x1, y1, x2, y2, score]``
+            (`utils.video.detection.build_detector`).
+        faces: (F, 3) mesh triangles for the overlay.
+        out_dir: where ``webcam_result.mp4`` goes.
+        max_track_gap: frames a track survives undetected.
+        render: write the overlay video.
+        display: also show it in a window when OpenCV has a GUI.
+        max_frames: stop after this many frames (None: the end of the stream or Ctrl-C).
+        stages: per-frame steps after regression (`FrameStage`), as in the video pipeline.
+        log: where progress lines go.
+
+    Returns:
+        The per-person results (output.pkl's format) and a description of the stream for the saving code.
     """
     import cv2
-    import torch
 
-    from core import path_config
     from core.constants import FOCAL_LENGTH
-    from core.inference.predictor import person_results
-    from datasets.inference import crop_person
     from utils.render.renderer import PyRenderer
-    from utils.video.detection import build_detector
     from utils.video.io import VideoWriter
     from utils.video.tracking import SortTracker, xyxy_to_square
 
-    capture = open_capture(str(args.webcam))
+    capture = open_capture(str(spec))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    detector = build_detector(args.detector, args.detector_weights or path_config.YOLO_WEIGHTS,
-                              device=str(args.device_obj), score_threshold=args.det_threshold)
-    tracker = SortTracker(max_age=args.max_track_gap)
-    renderer = None if args.no_render else PyRenderer(faces=faces, focal_length=FOCAL_LENGTH,
-                                                      device=args.device_obj)
-    show = args.display and gui_available()
-    if args.display and not show:
+    tracker = SortTracker(max_age=max_track_gap)
+    renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH, device=predictor.device) if render else None
+    show = display and gui_available()
+    if display and not show:
         log('note: --display needs an OpenCV build with a GUI (pip install opencv-python); writing the video only')
     writer = None
     rows: dict[int, list[dict]] = {}
@@ -91,7 +101,7 @@ def run_live(args, predictor, faces: np.ndarray, out_dir: Path, log=print) -> tu
     index = 0
     start = time.perf_counter()
     try:
-        while args.max_frames is None or index < args.max_frames:
+        while max_frames is None or index < max_frames:
             ok, bgr = capture.read()
             if not ok:
                 break
@@ -101,9 +111,9 @@ def run_live(args, predictor, faces: np.ndarray, out_dir: Path, log=print) -> tu
             boxes = xyxy_to_square(np.array([box for _, box in people]).reshape(-1, 4))
             verts, cam_t = [], []
             if len(people):
-                crops = torch.stack([crop_person(frame, box, args.bbox_scale)[0] for box in boxes])
-                out = predictor.predict_crops(crops)
-                predictor.add_image_cameras(out, boxes, width, height)
+                out = predictor.predict_image(frame, boxes)
+                for stage in stages:
+                    out = stage(frame, index, out)
                 for k, (pid, _) in enumerate(people):
                     row = {key: value[k:k + 1] for key, value in out.items()}
                     row['frame'] = index
@@ -133,4 +143,4 @@ def run_live(args, predictor, faces: np.ndarray, out_dir: Path, log=print) -> tu
     elapsed = time.perf_counter() - start
     log(f'live: {index} frames in {elapsed:.1f} s ({index / max(elapsed, 1e-9):.1f} frames/s), '
         f'{len(rows)} people')
-    return person_results(rows), LiveSource(Path(str(args.webcam)), width, height, fps, index)
+    return person_results(rows), LiveSource(Path(str(spec)), width, height, fps, index)

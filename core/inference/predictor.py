@@ -15,12 +15,19 @@ Cameras (see docs/demo.md):
 Typical use::
 
     predictor = PyMAFPredictor.from_checkpoint('data/pretrained_model/PyMAF_model_checkpoint.pt')
-    result = predictor.predict_image(frame_rgb, boxes_cxcywh)
+    people = predictor.predict_image(frame_rgb, boxes_cxcywh)                 # one image
+    results = predictor.predict_video(frames, boxes_by_frame, stages=[...])   # a clip, crops batched
+
+Per-frame stages (`FrameStage`) run on each frame's people right after regression, before the results are
+stacked per person, saved and rendered: a stage that refines or adds fields (keypoints, a fit of the body
+model) is a function added to the ``stages`` list, in the video pipeline and in live mode alike.
 """
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +41,54 @@ logger = logging.getLogger(__name__)
 
 # A checkpoint that does not hold PyMAF weights for this model (the one loader's error type).
 CheckpointMismatchError = CheckpointError
+
+# A per-frame step after regression: ``stage(frame_rgb, frame_index, people) -> people``. ``frame_rgb`` is the
+# (H, W, 3) uint8 frame; ``people`` holds that frame's N people as `PyMAFPredictor.predict_image` returns them
+# (every field N rows). A stage returns the people with fields changed or added (N rows each).
+FrameStage = Callable[[np.ndarray, int, dict], dict]
+
+
+def find_checkpoint(checkpoint: str | os.PathLike | None, default: str | os.PathLike,
+                    demo_weights_dir: str | os.PathLike | None = None) -> tuple[Path | None, str]:
+    """The weights to load and a description of where they come from.
+
+    Order: ``checkpoint`` when given; else ``default`` (the released checkpoint's place) when it exists; else
+    the first ``*.pt`` in ``demo_weights_dir``; else None (untrained weights, described as such).
+
+    Raises:
+        FileNotFoundError: ``checkpoint`` was given but does not exist.
+    """
+    if checkpoint:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f'checkpoint not found: {path}')
+        return path, f'checkpoint {path}'
+    default = Path(default)
+    if default.is_file():
+        return default, f'checkpoint {default}'
+    demo_dir = Path(demo_weights_dir) if demo_weights_dir is not None else None
+    demo = sorted(demo_dir.glob('*.pt')) if demo_dir is not None and demo_dir.is_dir() else []
+    if demo:
+        return demo[0], f'demo weights {demo[0]} (not the released PyMAF model)'
+    return None, (f'UNTRAINED weights (no checkpoint at {default}; get PyMAF_model_checkpoint.pt from the '
+                  f'original release and put it there, or pass --checkpoint): meshes are not meaningful')
+
+
+def weights_note(checkpoint_data: dict | None, weights_desc: str) -> str:
+    """One line saying which weights and which body model a predictor built from ``checkpoint_data`` uses."""
+    from models.build import checkpoint_body_model
+
+    body = checkpoint_body_model(checkpoint_data)
+    if checkpoint_data is not None and checkpoint_data.get('description'):
+        return f'NOTE: {weights_desc}: {checkpoint_data["description"]}'
+    if body is None:
+        return f'weights and body model: {weights_desc}'
+    if body.is_standin:
+        return ('NOTE: using the stand-in body model (no SMPL files found under data/smpl) with '
+                f'{weights_desc}; see the README for the licensed SMPL files and the released checkpoint.')
+    if checkpoint_data is None:
+        return f'NOTE: using {weights_desc}.'
+    return f'weights: {weights_desc}'
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -134,6 +189,12 @@ class PyMAFPredictor:
         model = build_from_checkpoint(checkpoint_data, checkpoint, cfg_file=cfg_file, misc=misc)
         return cls(model, device, **kwargs)
 
+    @property
+    def body_model(self) -> torch.nn.Module | None:
+        """The SMPL layer of the network's regressor (None for networks without PyMAF's regressor)."""
+        regressor = getattr(self.model, 'regressor', None)
+        return regressor[0].smpl if regressor is not None else None
+
     @torch.no_grad()
     def predict_crops(self, norm_imgs: torch.Tensor) -> dict[str, np.ndarray]:
         """Regress normalised crops.
@@ -173,11 +234,74 @@ class PyMAFPredictor:
             `predict_crops`'s fields plus ``bboxes`` (N, 4), ``orig_cam`` (N, 4), ``cam_t`` (N, 3) and
             ``kp2d_px`` (N, 49, 2) keypoints in image pixels.
         """
-        bboxes = np.asarray(bboxes, dtype=np.float32).reshape(-1, 4)
+        bboxes = np.asarray(bboxes).reshape(-1, 4)  # cropped at the given precision; returned as float32
         crops = [crop_person(frame_rgb, box, self.bbox_scale)[0] for box in bboxes]
         norm = torch.stack(crops) if crops else torch.zeros(0, 3, IMG_RES, IMG_RES)
         result = self.predict_crops(norm)
         return self.add_image_cameras(result, bboxes, frame_rgb.shape[1], frame_rgb.shape[0])
+
+    def predict_video(self, frames: Iterable[tuple[int, np.ndarray]],
+                      boxes_by_frame: dict[int, Sequence[tuple[int, np.ndarray]]],
+                      stages: Sequence[FrameStage] = (), progress: Callable[[int], None] | None = None
+                      ) -> dict[int, dict[str, np.ndarray | None]]:
+        """Reconstruct tracked people over a clip, streaming its frames once.
+
+        Crops of consecutive frames share forward passes of ``batch_size`` crops. As soon as all people
+        of a frame are regressed, ``stages`` run on them in order (see `FrameStage`).
+
+        Args:
+            frames: ``(frame_index, frame_rgb)`` pairs in order; frame_rgb (H, W, 3) uint8.
+            boxes_by_frame: ``{frame_index: [(person_id, box [cx, cy, w, h] px), ...]}``; frames without
+                an entry have nobody to reconstruct.
+            stages: per-frame steps after regression.
+            progress: called with the number of crops after each forward pass.
+
+        Returns:
+            ``{person_id: entry}`` as in output.pkl (`person_results`), people without frames left out.
+        """
+        rows: dict[int, list[dict]] = {}
+        pending_imgs: list[torch.Tensor] = []
+        pending: list[tuple[int, int]] = []          # (frame index, row in that frame) per pending crop
+        open_frames: dict[int, dict] = {}            # frame index -> its image, ids, boxes and finished rows
+
+        def flush() -> None:
+            if not pending_imgs:
+                return
+            out = self.predict_crops(torch.stack(pending_imgs))
+            for k, (index, _) in enumerate(pending):
+                open_frames[index]['rows'].append({key: val[k:k + 1] for key, val in out.items()})
+            if progress is not None:
+                progress(len(pending_imgs))
+            pending_imgs.clear()
+            pending.clear()
+            for index in [i for i, f in open_frames.items() if len(f['rows']) == len(f['ids'])]:
+                self._finish_frame(index, open_frames.pop(index), stages, rows)
+
+        for index, frame in frames:
+            people = boxes_by_frame.get(index, [])
+            if not people:
+                continue
+            open_frames[index] = {'frame': frame, 'ids': [pid for pid, _ in people], 'rows': [],
+                                  'boxes': np.asarray([box for _, box in people], np.float32).reshape(-1, 4)}
+            for k, (_, box) in enumerate(people):
+                pending_imgs.append(crop_person(frame, box, self.bbox_scale)[0])
+                pending.append((index, k))
+                if len(pending_imgs) >= self.batch_size:
+                    flush()
+        flush()
+        return person_results(rows)
+
+    def _finish_frame(self, index: int, state: dict, stages: Sequence[FrameStage], rows: dict) -> None:
+        """Cameras, stages and per-person rows of one frame whose crops are all regressed."""
+        frame = state['frame']
+        people = {key: np.concatenate([r[key] for r in state['rows']]) for key in state['rows'][0]}
+        self.add_image_cameras(people, state['boxes'], frame.shape[1], frame.shape[0])
+        for stage in stages:
+            people = stage(frame, index, people)
+        for k, pid in enumerate(state['ids']):
+            row = {key: val[k:k + 1] for key, val in people.items()}
+            row['frame'] = index
+            rows.setdefault(pid, []).append(row)
 
     def add_image_cameras(self, result: dict[str, np.ndarray], bboxes: np.ndarray, img_width: int,
                           img_height: int) -> dict[str, np.ndarray]:
