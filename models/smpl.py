@@ -345,6 +345,48 @@ class SMPL(nn.Module):
         vertices = torch.einsum('bvij,bvj->bvi', skin[..., :3], v_posed) + skin[..., 3]
         return vertices, posed_joints
 
+    def _joint_vertices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The vertices the 49 joints read (landmark vertices and the extra regressor's support), cached.
+
+        Returns:
+            (S,) vertex indices, (S,) positions of the 21 landmark vertices among them, (9, S) extra regressor
+            restricted to them.
+        """
+        def compute():
+            landmarks = self.vertex_joint_selector.extra_joints_idxs.to(self.v_template.device)
+            support = torch.nonzero(self.J_regressor_extra.abs().sum(0) > 0).reshape(-1)
+            ids = torch.unique(torch.cat([landmarks, support]))
+            pick = torch.searchsorted(ids, landmarks)
+            return ids, pick, self.J_regressor_extra[:, ids]
+        return cached_derivation(self, '_joint_vertices_cache', (self.J_regressor_extra,), compute)
+
+    def joints_only(self, betas: torch.Tensor, rotmat: torch.Tensor) -> torch.Tensor:
+        """The 49 output joints without skinning the whole mesh (for fitting loops): only the vertices the
+        joints read are posed. Equal to ``forward(...).joints``.
+
+        Args:
+            betas: (B, 10). rotmat: (B, 24, 3, 3) local joint rotations.
+
+        Returns:
+            (B, 49, 3) joints, metres.
+        """
+        batch = betas.shape[0]
+        dtype = self.v_template.dtype
+        betas, rotmat = betas.to(dtype), rotmat.to(dtype)
+        ids, pick, extra = self._joint_vertices()
+        joints_template, joint_dirs = self._joint_basis()
+        rest_joints = torch.addmm(joints_template, betas, joint_dirs).reshape(batch, NUM_JOINTS, 3)
+        eye = torch.eye(3, dtype=dtype, device=rotmat.device)
+        pose_feature = (rotmat[:, 1:] - eye).reshape(batch, -1)
+        cols = (ids[:, None] * 3 + torch.arange(3, device=ids.device)).reshape(-1)
+        v_shaped = torch.addmm(self.v_template[ids].reshape(1, -1), betas, self.shapedirs[ids].reshape(-1, NUM_BETAS).t())
+        v_posed = torch.addmm(v_shaped, pose_feature, self.posedirs[:, cols]).reshape(batch, -1, 3)
+        transforms, posed_joints = self._rigid_transforms(rotmat, rest_joints)
+        skin = (self.lbs_weights[ids] @ transforms.reshape(batch, NUM_JOINTS, 12)).reshape(batch, -1, 3, 4)
+        vertices = torch.einsum('bvij,bvj->bvi', skin[..., :3], v_posed) + skin[..., 3]
+        joints54 = torch.cat([posed_joints, vertices[:, pick], torch.einsum('jv,bvk->bjk', extra, vertices)], dim=1)
+        return joints54[:, self.joint_map.to(vertices.device)]
+
     def _fk_indices(self, device: torch.device) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """Parent of each non-root joint (23,), and (joints, their parents) per tree level, on ``device``."""
         if device not in self._fk_index_cache:
