@@ -49,10 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--single_crop', action='store_true',
                    help='new: image mode without detection, the whole image is one crop (the original image demo)')
     det = p.add_argument_group('detection and tracking')
-    det.add_argument('--detector', type=str, default='hog',
-                     help='hog (offline, built into OpenCV), yolo/yolov8 (needs ultralytics and --detector_weights)')
+    det.add_argument('--detector', type=str, default='blazepose',
+                     help='blazepose (offline, shipped: finds and follows people and gives 33 keypoints each), '
+                          'hog (offline, OpenCV), yolo/yolov8 (needs ultralytics)')
+    det.add_argument('--search_every', type=int, default=10,
+                     help='new, blazepose: frames between full searches for newcomers (people are followed between)')
     det.add_argument('--detector_weights', type=str, default=None,
-                     help='new: YOLO weights file (default data/pretrained_model/yolov8n.pt); never downloaded')
+                     help='new: YOLO weights file (default data/pretrained_model/yolov8n.pt; when missing, '
+                          'ultralytics fetches yolov8n.pt itself where the machine is online)')
     det.add_argument('--det_threshold', type=float, default=None, help='new: detection score threshold')
     det.add_argument('--yolo_img_size', type=int, default=640, help='YOLO inference size in pixels')
     det.add_argument('--tracker_batch_size', type=int, default=12, help='frames per detection batch')
@@ -78,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument('--device', type=str, default='auto', help='new: auto (cuda when available), cpu, cuda, cuda:1')
     model.add_argument('--recon_result_file', type=str, default='', help='skip inference: render a saved output.pkl')
     model.add_argument('--pre_load_imgs', action='store_true', help='accepted; frames are always streamed')
+    fit = p.add_argument_group('keypoint fitting (new)')
+    fit.add_argument('--refine', dest='refine', action='store_const', const=True, default=None,
+                     help='fit each mesh to its BlazePose keypoints (default: on with the built-in demo weights, '
+                          'off with other checkpoints such as the released one, which then give plain PyMAF)')
+    fit.add_argument('--no_refine', dest='refine', action='store_const', const=False,
+                     help='keep the regressor\'s meshes as they are')
     smooth = p.add_argument_group('temporal smoothing (new, off by default)')
     smooth.add_argument('--smooth', action='store_true', help='One-Euro filter on pose, shape and camera per track')
     smooth.add_argument('--smooth_min_cutoff', type=float, default=1.0, help='One-Euro minimum cut-off, Hz')
@@ -130,6 +140,9 @@ def check_flags(args: argparse.Namespace) -> list[str]:
         for flag in ('use_gt', 'recon_result_file', 'image_based', 'single_crop'):
             if getattr(args, flag):
                 raise DemoError(f'--{flag} does not apply to --webcam (live mode)')
+        if args.refine:
+            notes.append('--refine is not available in live mode (--webcam); ignored')
+            args.refine = False
         for flag in ('smooth', 'with_raw', 'empty_bg', 'sideview'):
             if getattr(args, flag):
                 notes.append(f'--{flag} is not available in live mode (--webcam); ignored')
@@ -171,6 +184,11 @@ def check_flags(args: argparse.Namespace) -> list[str]:
             notes.append('--checkpoint is ignored with --recon_result_file')
     if args.render_ratio <= 0:
         raise DemoError(f'--render_ratio must be positive, got {args.render_ratio}')
+    if args.refine and args.detector.lower() != 'blazepose' and not args.recon_result_file:
+        raise DemoError(f'--refine fits meshes to BlazePose keypoints; it needs --detector blazepose '
+                        f'(got --detector {args.detector})')
+    if args.search_every < 1:
+        raise DemoError(f'--search_every must be >= 1, got {args.search_every}')
     if args.model_batch_size < 1 or args.tracker_batch_size < 1:
         raise DemoError('--model_batch_size and --tracker_batch_size must be >= 1')
     if args.smooth and (args.img_file or args.image_based):
@@ -190,6 +208,13 @@ def resolve_checkpoint(args: argparse.Namespace) -> tuple[Path | None, str]:
         return find_checkpoint(args.checkpoint, PYMAF_CHECKPOINT, DEMO_WEIGHTS_DIR)
     except FileNotFoundError as err:
         raise DemoError(str(err)) from err
+
+
+def refine_by_default(args: argparse.Namespace) -> bool:
+    """Keypoint fitting is on by default with the built-in demo weights only (with the released checkpoint
+    the demo gives the original's frame-by-frame PyMAF unless --refine is asked for)."""
+    path, _ = resolve_checkpoint(args)
+    return path is not None and DEMO_WEIGHTS_DIR.resolve() in Path(path).resolve().parents
 
 
 def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
@@ -220,9 +245,15 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
 
 
 def make_detector(args: argparse.Namespace, device):
-    """The people detector the flags ask for (`utils.video.detection.build_detector`)."""
+    """The people detector the flags ask for (`utils.video.detection.build_detector`); for live mode with
+    blazepose, a follower of people (`core.inference.keypoints.OnlinePeople`)."""
     from core import path_config
     from utils.video.detection import build_detector
+
+    if args.webcam and args.detector.lower() == 'blazepose':
+        from core.inference.keypoints import OnlinePeople
+
+        return OnlinePeople(blazepose_finder(), search_every=args.search_every, max_gap=args.max_track_gap)
 
     detector = build_detector(args.detector, args.detector_weights or path_config.YOLO_WEIGHTS, device=str(device),
                               score_threshold=args.det_threshold)
@@ -231,8 +262,64 @@ def make_detector(args: argparse.Namespace, device):
     return detector
 
 
-def detect_and_track(args, source, device, log, timer) -> tuple[dict, dict[int, tuple[int, int]]]:
-    """Stage 1. Returns tracks {pid: {'frames', 'bbox' [cx, cy, s, s]}} and {frame: (width, height)}."""
+def blazepose_finder():
+    """The people finder on the shipped BlazePose models, with HOG proposals (`core.inference.keypoints`)."""
+    from core.inference.keypoints import build_finder
+    from utils.video.blazepose import ModelFileError
+    from utils.video.detection import HogDetector
+
+    try:
+        return build_finder(proposals=HogDetector().detect)
+    except ModelFileError as err:
+        raise DemoError(str(err)) from err
+
+
+def track_with_blazepose(args, source, image_mode: bool, log, timer) -> tuple[dict, dict, dict]:
+    """Stage 1 with BlazePose: tracks and sizes as `detect_and_track` gives them, and the landmarks of every
+    tracked frame ``{pid: {frame: PoseLandmarks}}`` for the keypoint stages."""
+    from core.inference.keypoints import track_people
+
+    start = time.perf_counter()
+    finder = blazepose_finder()
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def frames():
+        for index, frame in source.frames():
+            sizes[index] = (frame.shape[1], frame.shape[0])
+            yield index, frame
+
+    tracks, landmarks = track_people(frames(), finder, image_mode, search_every=args.search_every,
+                                     max_gap=args.max_track_gap, min_track_len=args.min_track_len,
+                                     smooth_sigma=args.bbox_smooth)
+    if image_mode:
+        for index in sizes:
+            if not any(index in t['frames'] for t in tracks.values()):
+                log(f'nobody found in {source.names[index]}: no mesh (--single_crop takes the whole image as one '
+                    'person)')
+    timer.add('detection+keypoints', time.perf_counter() - start, len(sizes))
+    log(f'blazepose: {len(tracks)} people; {finder.stats["windows"]} detector windows, '
+        f'{finder.stats["landmark_runs"]} landmark passes')
+    return tracks, sizes, landmarks
+
+
+def refine(results, sizes, predictor, bbox_scale: float, log, timer) -> None:
+    """Keypoint fitting of every person-frame with keypoints, then meshes and cameras re-posed."""
+    from core.inference.keypoints import refine_results
+
+    start = time.perf_counter()
+    smpl = predictor.body_model
+    if smpl is None:
+        raise DemoError('--refine: the network holds no SMPL layer to fit')
+    stats = refine_results(results, smpl, bbox_scale=bbox_scale, device=predictor.device)
+    predictor.repose(results, sizes)
+    timer.add('fitting', time.perf_counter() - start, len(sizes))
+    log(f'fitting: {int(stats["fitted"])} person-frames, keypoint error {stats["error_before"]:.3f} -> '
+        f'{stats["error_after"]:.3f} (crop units)')
+
+
+def detect_and_track(args, source, device, log, timer) -> tuple:
+    """Stage 1. Returns tracks {pid: {'frames', 'bbox' [cx, cy, s, s]}}, {frame: (width, height)} and the
+    BlazePose landmarks {pid: {frame: PoseLandmarks}} (empty for other detectors)."""
     from tqdm import tqdm
 
     from utils.video.detection import full_image_box, load_anno_file
@@ -249,7 +336,9 @@ def detect_and_track(args, source, device, log, timer) -> tuple[dict, dict[int, 
         tracks = {pid: t for pid, t in tracks.items() if len(t['frames'])}
         sizes = {i: (source.width, source.height) for i in range(len(source))}
         timer.add('detection+tracking', time.perf_counter() - start, len(source))
-        return tracks, sizes
+        return tracks, sizes, {}
+    if args.detector.lower() == 'blazepose' and not args.single_crop:
+        return track_with_blazepose(args, source, image_mode, log, timer)
     detector = None if args.single_crop else make_detector(args, device)
     dets_per_frame, frame_ids = [], []
     bar = tqdm(total=len(source), desc='detection', unit='frame', disable=None)
@@ -267,11 +356,11 @@ def detect_and_track(args, source, device, log, timer) -> tuple[dict, dict[int, 
         tracks, next_id = {}, 1
         for i, dets in zip(frame_ids, dets_per_frame):
             boxes = xyxy_to_square(dets[:, :4]) if len(dets) else np.zeros((0, 4))
-            if len(boxes) == 0:
-                name = source.names[i]
-                if not args.single_crop:
-                    log(f'no person detected in {name}: using the whole image as one crop')
+            if len(boxes) == 0 and args.single_crop:
                 boxes = full_image_box(*sizes[i])[None]
+            elif len(boxes) == 0:
+                log(f'nobody found in {source.names[i]}: no mesh (--single_crop takes the whole image as one '
+                    'person)')
             for box in boxes:
                 tracks[next_id] = {'frames': np.array([i]), 'bbox': np.asarray(box, np.float32)[None]}
                 next_id += 1
@@ -279,7 +368,7 @@ def detect_and_track(args, source, device, log, timer) -> tuple[dict, dict[int, 
         tracks = track_detections(dets_per_frame, frame_ids, max_age=args.max_track_gap,
                                   min_track_len=args.min_track_len, smooth_sigma=args.bbox_smooth)
     timer.add('detection+tracking', time.perf_counter() - start, len(frame_ids))
-    return tracks, sizes
+    return tracks, sizes, {}
 
 
 def regress(args, source, tracks, predictor, log, timer, stages=()) -> dict[int, dict]:
@@ -434,13 +523,20 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
             smpl = predictor.body_model
             if faces is None and smpl is not None:
                 faces = smpl.faces
-            tracks, sizes = detect_and_track(args, source, device, log, timer)
+            tracks, sizes, landmarks = detect_and_track(args, source, device, log, timer)
             if not tracks:
                 log(f'nobody was found in {input_path}: no results to save'
-                    + ('' if args.use_gt else ' (try --detector yolo with a YOLO weights file, or --use_gt)'))
+                    + ('' if args.use_gt else ' (try --detector yolo with a YOLO weights file, --use_gt, or for '
+                                              'an image --single_crop to take the whole image as one person)'))
                 results = {}
             else:
                 results = regress(args, source, tracks, predictor, log, timer)
+                if landmarks:
+                    from core.inference.keypoints import attach_keypoints
+
+                    attach_keypoints(results, landmarks)
+                    if refine_by_default(args) if args.refine is None else args.refine:
+                        refine(results, sizes, predictor, args.bbox_scale, log, timer)
                 if args.smooth:
                     smooth_results(results, predictor, source.fps, sizes, args.smooth_min_cutoff,
                                    args.smooth_beta)
@@ -485,9 +581,14 @@ def run_live_demo(args: argparse.Namespace, log=print, model_factory=None, faces
             from models.smpl import get_smpl_faces
 
             faces = smpl.faces if smpl is not None else get_smpl_faces()
-        results, source = run_live(args.webcam, predictor, make_detector(args, device), faces, tmp_dir,
+        detector = make_detector(args, device)
+        results, source = run_live(args.webcam, predictor, detector, faces, tmp_dir,
                                    max_track_gap=args.max_track_gap, render=not args.no_render,
                                    display=args.display, max_frames=args.max_frames, log=log)
+        if hasattr(detector, 'landmarks'):
+            from core.inference.keypoints import attach_keypoints
+
+            attach_keypoints(results, detector.landmarks)
         timer.add('live', time.perf_counter() - start, len(source))
         save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
         publish(tmp_dir, out_dir)

@@ -67,8 +67,10 @@ def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, 
     Args:
         spec: camera index ('0'), device path or stream/file URL (`open_capture`).
         predictor: the network (`core.inference.predictor.PyMAFPredictor`).
-        detector: callable list of (H, W, 3) RGB frames -> list of (N, 5) ``[x1, y1, x2, y2, score]``
-            (`utils.video.detection.build_detector`).
+        detector: either a detector, list of (H, W, 3) RGB frames -> list of (N, 5) ``[x1, y1, x2, y2, score]``
+            (`utils.video.detection.build_detector`), whose boxes a SORT tracker follows; or a follower of
+            people that tracks by itself, marked by a ``tracks_people`` attribute: ``(frame_index, frame_rgb)
+            -> [(person_id, square box [cx, cy, s, s])]`` (`core.inference.keypoints.OnlinePeople`).
         faces: (F, 3) mesh triangles for the overlay.
         out_dir: where ``webcam_result.mp4`` goes.
         max_track_gap: frames a track survives undetected.
@@ -90,7 +92,15 @@ def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, 
 
     capture = open_capture(str(spec))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    tracker = SortTracker(max_age=max_track_gap)
+    if getattr(detector, 'tracks_people', False):
+        follow = detector
+    else:
+        tracker = SortTracker(max_age=max_track_gap)
+
+        def follow(index: int, frame: np.ndarray) -> list[tuple[int, np.ndarray]]:
+            tracked = tracker.update(index, detector([frame])[0])
+            squares = xyxy_to_square(np.array([box for _, box in tracked]).reshape(-1, 4))
+            return [(pid, box) for (pid, _), box in zip(tracked, squares)]
     renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH, device=predictor.device) if render else None
     show = display and gui_available()
     if display and not show:
@@ -107,8 +117,8 @@ def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, 
                 break
             frame = np.ascontiguousarray(bgr[..., ::-1])
             height, width = frame.shape[:2]
-            people = tracker.update(index, detector([frame])[0])
-            boxes = xyxy_to_square(np.array([box for _, box in people]).reshape(-1, 4))
+            people = follow(index, frame)
+            boxes = np.array([box for _, box in people], dtype=np.float32).reshape(-1, 4)
             verts, cam_t = [], []
             if len(people):
                 out = predictor.predict_image(frame, boxes)

@@ -303,6 +303,34 @@ class PyMAFPredictor:
             row['frame'] = index
             rows.setdefault(pid, []).append(row)
 
+    @torch.no_grad()
+    def repose(self, results: dict[int, dict], sizes: dict[int, tuple[int, int]],
+               body_model: torch.nn.Module | None = None) -> None:
+        """Recompute each person's ``verts``, ``joints3d`` and image cameras (``orig_cam``, ``cam_t``,
+        ``kp2d_px``) from its ``pose``, ``betas`` and ``pred_cam`` after they were changed (smoothing,
+        keypoint fitting), in place.
+
+        Args:
+            results: output.pkl's ``{person_id: entry}``.
+            sizes: ``{frame_index: (width, height)}`` in pixels.
+            body_model: the SMPL layer to pose (default: the network's `body_model`).
+        """
+        from utils.geometry import projection
+
+        smpl = body_model if body_model is not None else self.body_model
+        for res in results.values():
+            pose = torch.as_tensor(res['pose'], device=self.device)
+            out = smpl(betas=torch.as_tensor(res['betas'], device=self.device), body_pose=pose[:, 3:],
+                       global_orient=pose[:, :3], pose2rot=True)
+            kp_2d = projection(out.joints.float(), torch.as_tensor(res['pred_cam'], device=self.device)).cpu().numpy()
+            res['verts'] = out.vertices.float().cpu().numpy()
+            res['joints3d'] = out.joints.float().cpu().numpy()
+            for k, f in enumerate(res['frame_ids']):
+                row = {'pred_cam': res['pred_cam'][k:k + 1], 'kp_2d': kp_2d[k:k + 1]}
+                self.add_image_cameras(row, res['bboxes'][k:k + 1], *sizes[int(f)])
+                for key in ('orig_cam', 'cam_t', 'kp2d_px'):
+                    res[key][k] = row[key][0]
+
     def add_image_cameras(self, result: dict[str, np.ndarray], bboxes: np.ndarray, img_width: int,
                           img_height: int) -> dict[str, np.ndarray]:
         """Add ``bboxes``, ``orig_cam``, ``cam_t`` and ``kp2d_px`` to a `predict_crops` result (in place)."""

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from core.inference.predictor import PyMAFPredictor
-from utils.geometry import projection
 from utils.video.smoothing import smooth_track
 
 
@@ -46,16 +45,4 @@ def smooth_results(results: dict[int, dict], predictor: PyMAFPredictor, fps: flo
                 continue
             res['pose'][run], res['betas'][run], res['pred_cam'][run] = smooth_track(
                 res['pose'][run], res['betas'][run], res['pred_cam'][run], fps, min_cutoff, beta)
-        with torch.no_grad():
-            device = predictor.device
-            pose = torch.as_tensor(res['pose'], device=device)
-            out = smpl(betas=torch.as_tensor(res['betas'], device=device), body_pose=pose[:, 3:],
-                       global_orient=pose[:, :3], pose2rot=True)
-            kp_2d = projection(out.joints.float(), torch.as_tensor(res['pred_cam'], device=device)).cpu().numpy()
-        res['verts'] = out.vertices.float().cpu().numpy()
-        res['joints3d'] = out.joints.float().cpu().numpy()
-        for k, f in enumerate(frames):
-            row = {'pred_cam': res['pred_cam'][k:k + 1], 'kp_2d': kp_2d[k:k + 1]}
-            predictor.add_image_cameras(row, res['bboxes'][k:k + 1], *sizes[int(f)])
-            for key in ('orig_cam', 'cam_t', 'kp2d_px'):
-                res[key][k] = row[key][0]
+    predictor.repose(results, sizes, smpl)

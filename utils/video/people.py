@@ -96,6 +96,8 @@ class PeopleFinder:
         presence_threshold: the landmark model's pose score that makes a proposal a person.
         max_shared: a pose whose person mask lies more than this share on people already found is a part
             of one of them, not a new person.
+        min_size: people whose landmark box is smaller than this share of the image's shorter side are
+            ignored (too small for a mesh; the detector also fires on person-like clutter at that size).
     """
 
     detector: PoseDetector
@@ -104,6 +106,7 @@ class PeopleFinder:
     fractions: Sequence[float] = (1.0, 0.5)
     presence_threshold: float = PRESENCE_THRESHOLD
     max_shared: float = 0.6
+    min_size: float = 0.08
     stats: dict = field(default_factory=lambda: {'windows': 0, 'proposals': 0, 'landmark_runs': 0})
 
     def proposal_rois(self, image: np.ndarray) -> list[tuple[float, np.ndarray, float]]:
@@ -152,6 +155,11 @@ class PeopleFinder:
                 return True
         return False
 
+    def too_small(self, pose: PoseLandmarks, shape: tuple[int, int]) -> bool:
+        """True when the pose's box is below ``min_size`` of the image's shorter side."""
+        x1, y1, x2, y2 = pose.box()
+        return max(x2 - x1, y2 - y1) < self.min_size * min(shape)
+
     def is_new(self, pose: PoseLandmarks, people: Sequence[PoseLandmarks]) -> bool:
         """True when ``pose`` is nobody already in ``people``."""
         return all(pose_distance(pose, other) > DUPLICATE_DISTANCE for other in people)
@@ -177,7 +185,7 @@ class PeopleFinder:
             if self.covered(roi, people):
                 continue
             pose = self.settle(image, roi)
-            if pose is None or not self.is_new(pose, people):
+            if pose is None or not self.is_new(pose, people) or self.too_small(pose, image.shape[:2]):
                 continue
             mask = image_mask(pose, image.shape[:2])
             if (mask & taken).sum() > self.max_shared * max(mask.sum(), 1):
