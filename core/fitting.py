@@ -155,7 +155,8 @@ def fit_keypoints(smpl: torch.nn.Module, pose_aa: np.ndarray, betas: np.ndarray,
     """Refine poses, shapes and crop cameras to fit BlazePose keypoints (see the module docstring).
 
     Args:
-        smpl: the body model (`models.smpl.SMPL`, official or stand-in; its `joints_only` is used).
+        smpl: the body model (`models.smpl.SMPL`, official or stand-in: its cheap `joints_only` is used; any
+            module with SMPL's call signature returning 49 ``joints`` works).
         pose_aa: (N, 72) regressed axis-angle poses, radians (global orientation first).
         betas: (N, 10) regressed shapes.
         cam: (N, 3) regressed crop cameras ``[s, tx, ty]``.
@@ -219,7 +220,9 @@ def _fit_batch(smpl, pose0, betas0, cam0, keypoints_crop, visibility, world, wei
 
     def joints_of(pose_aa, shape):
         rotmat = batch_rodrigues(pose_aa.reshape(-1, 3)).view(-1, 24, 3, 3)
-        return smpl.joints_only(shape, rotmat)
+        if hasattr(smpl, 'joints_only'):
+            return smpl.joints_only(shape, rotmat)
+        return smpl(betas=shape, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False).joints
 
     def error_2d(joints, camera):
         residual = ((projection(joints, camera) [:, TARGET_IDS] - target) ** 2).sum(-1).sqrt()

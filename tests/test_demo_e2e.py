@@ -171,7 +171,10 @@ def test_folder_and_image_inputs(synthetic_clip, tmp_path, capsys):
     image = synthetic_clip / 'walk_frames' / 'frame3.png'
     status, stdout, err = _run(['--img_file', str(image), '--output_folder', str(out), '--sideview'], capsys)
     assert status == 0, err
-    assert 'whole image as one crop' in stdout  # HOG finds no one in the toy image: the original's crop
+    assert 'nobody found in frame3: no mesh' in stdout  # no one in the toy image: no mesh over nobody
+    status, stdout, err = _run(['--img_file', str(image), '--output_folder', str(out), '--sideview',
+                                '--single_crop'], capsys)
+    assert status == 0, err  # the original's image demo: the whole image is one crop
     results = _check_pkl(out / 'frame3' / 'output.pkl', num_people=1, num_frames=1)
     np.testing.assert_allclose(results[1]['bboxes'][0], [80, 60, 160, 160])
     overlay = np.asarray(__import__('cv2').imread(str(out / 'frame3' / 'frame3_pymaf.png')))

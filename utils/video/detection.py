@@ -1,14 +1,17 @@
 """Pluggable person detectors for the demo: each maps RGB frames to boxes ``[x1, y1, x2, y2, score]`` in pixels.
 
 Detectors:
-- ``hog`` (default): OpenCV's HOG + linear SVM people detector. It ships inside opencv-python, needs no
+- ``blazepose`` (the demo's default): BlazePose's detector and landmark model, shipped in
+  ``assets/blazepose/``, searching tiles and verifying every proposal (`utils.video.people`); here it
+  gives boxes only, the demo also keeps each person's keypoints and follows people with them.
+- ``hog``: OpenCV's HOG + linear SVM people detector. It ships inside opencv-python, needs no
   download and runs anywhere. Frames are resized so the longer side is ``work_size`` pixels (small images
   are enlarged, because the detector window is 64x128), detected over an image pyramid, and the boxes
   are tightened to the person inside the window and merged by non-maximum suppression. It is weak on
   small, occluded or unusual poses; the tracker fills short gaps (see `utils.video.tracking`).
-- ``yolo``/``yolov8``: ultralytics YOLO, used only when the user has installed ultralytics and has a
-  weights file on disk (``--detector_weights``, default ``data/pretrained_model/yolov8n.pt``); nothing is
-  downloaded at run time.
+- ``yolo``/``yolov8``: ultralytics YOLO, when the user has installed ultralytics: a weights file on disk
+  (``--detector_weights``, default ``data/pretrained_model/yolov8n.pt``), or, when that file is missing,
+  the weights of that name, which ultralytics fetches itself where the machine is online.
 - boxes from a file: `load_anno_file` reads the original's ``--anno_file`` tracklet JSON.
 """
 from __future__ import annotations
@@ -23,11 +26,11 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-DETECTORS = ('hog', 'yolo', 'yolov8')
+DETECTORS = ('blazepose', 'hog', 'yolo', 'yolov8')
 UNAVAILABLE_DETECTORS = {
     'yolov3': 'the original YOLOv3 tracker (multi_person_tracker) is not used here; use --detector yolo '
-              '(ultralytics) or the default hog',
-    'maskrcnn': 'maskrcnn was never implemented in the original either; use --detector hog or yolo',
+              '(ultralytics) or the default blazepose',
+    'maskrcnn': 'maskrcnn was never implemented in the original either; use --detector blazepose, hog or yolo',
 }
 
 
@@ -122,32 +125,36 @@ class HogDetector:
 
 
 class YoloDetector:
-    """Person detection with ultralytics YOLO from a local weights file (never downloads).
+    """Person detection with ultralytics YOLO (a local weights file, else ultralytics fetches the named one).
 
     Args:
-        weights: path to a YOLO ``.pt`` file (e.g. yolov8n.pt) on disk.
+        weights: path to a YOLO ``.pt`` file (e.g. yolov8n.pt); when missing, its name is fetched by ultralytics.
         score_threshold: minimum confidence.
         device: torch device string for ultralytics ('cpu', 'cuda', ...).
         img_size: inference size in pixels.
 
     Raises:
         ImportError: ultralytics is not installed.
-        FileNotFoundError: the weights file does not exist.
+        FileNotFoundError: the weights file does not exist and ultralytics could not fetch it.
     """
 
     def __init__(self, weights: str | os.PathLike, score_threshold: float = 0.3, device: str = 'cpu',
                  img_size: int = 640) -> None:
         weights = Path(weights)
-        if not weights.is_file():
-            raise FileNotFoundError(
-                f'YOLO weights not found at {weights}; download e.g. yolov8n.pt from the ultralytics releases '
-                f'on a connected machine and pass --detector_weights PATH (nothing is downloaded at run time)')
         try:
             from ultralytics import YOLO
         except ImportError as err:
             raise ImportError('--detector yolo needs ultralytics: pip install ultralytics '
-                              '(or use the default --detector hog)') from err
-        self.model = YOLO(str(weights))
+                              '(or use the default --detector blazepose, which is offline)') from err
+        # A missing file is asked for by name: ultralytics then fetches its released weights, where online.
+        source = str(weights) if weights.is_file() else weights.name
+        try:
+            self.model = YOLO(source)
+        except Exception as err:  # ultralytics raises a variety of errors for a failed download
+            raise FileNotFoundError(
+                f'YOLO weights {weights} are not on disk and ultralytics could not fetch {weights.name} '
+                f'({type(err).__name__}); download it on a connected machine and pass --detector_weights PATH, '
+                f'or use the default --detector blazepose') from err
         self.score_threshold = float(score_threshold)
         self.device = device
         self.img_size = int(img_size)
@@ -165,9 +172,33 @@ class YoloDetector:
         return out
 
 
+class BlazePoseBoxes:
+    """Boxes of the people `utils.video.people.PeopleFinder` finds (each frame searched on its own).
+
+    Args:
+        score_threshold: the landmark model's pose score that makes a person (default 0.5).
+    """
+
+    def __init__(self, score_threshold: float | None = None) -> None:
+        from utils.video.blazepose import PoseDetector, PoseLandmarker
+        from utils.video.people import PeopleFinder
+
+        self.finder = PeopleFinder(PoseDetector(), PoseLandmarker(keep_mask=True), proposals=HogDetector().detect)
+        if score_threshold is not None:
+            self.finder.presence_threshold = float(score_threshold)
+
+    def __call__(self, frames_rgb: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One (K, 5) ``[x1, y1, x2, y2, score]`` array per frame."""
+        out = []
+        for frame in frames_rgb:
+            people = self.finder.find(frame)
+            out.append(np.array([np.append(p.box(), p.score) for p in people], dtype=np.float32).reshape(-1, 5))
+        return out
+
+
 def build_detector(name: str, weights: str | os.PathLike | None = None, device: str = 'cpu',
                    score_threshold: float | None = None):
-    """Make a detector by name ('hog', 'yolo' or 'yolov8'); see the module docstring.
+    """Make a detector by name ('blazepose', 'hog', 'yolo' or 'yolov8'); see the module docstring.
 
     Raises:
         ValueError: unknown or unavailable detector name.
@@ -175,6 +206,8 @@ def build_detector(name: str, weights: str | os.PathLike | None = None, device: 
     name = name.lower()
     if name in UNAVAILABLE_DETECTORS:
         raise ValueError(f'--detector {name}: {UNAVAILABLE_DETECTORS[name]}')
+    if name == 'blazepose':
+        return BlazePoseBoxes(score_threshold)
     if name == 'hog':
         return HogDetector() if score_threshold is None else HogDetector(score_threshold=score_threshold)
     if name in ('yolo', 'yolov8'):

@@ -1,0 +1,198 @@
+"""BlazePose decoding, the people finder, keypoint fitting and the demo's keypoint stages."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.fitting import (BLAZEPOSE_TO_J49, JOINT_LIMITS, FitWeights, clamp_to_limits, fit_keypoints,
+                          within_limits)
+from utils.geometry import batch_rodrigues, projection
+from utils.video import blazepose
+from utils.video.blazepose import (LANDMARK_NAMES, ModelFileError, PoseDetector, PoseLandmarker, alignment_roi,
+                                   roi_affine, ssd_anchors)
+
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = REPO.parent / 'shared' / 'media'
+REFERENCE = json.loads((Path(__file__).parent / 'data' / 'blazepose_reference.json').read_text())
+
+
+def _rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    return np.ascontiguousarray(cv2.imread(str(path))[..., ::-1])
+
+
+def _dancer_frame0() -> np.ndarray:
+    from utils.video.io import open_frame_source
+
+    source = open_frame_source(MEDIA / 'dancer.mp4', max_frames=1)
+    return next(iter(source.frames()))[1]
+
+
+@pytest.fixture(scope='module')
+def nets():
+    return PoseDetector(), PoseLandmarker(keep_mask=True)
+
+
+def test_anchor_grid_matches_the_detector_output():
+    anchors = ssd_anchors()
+    assert anchors.shape == (2254, 2)
+    assert np.allclose(anchors[0], [0.5 / 28, 0.5 / 28]) and np.allclose(anchors[-1], [6.5 / 7, 6.5 / 7])
+    assert len(LANDMARK_NAMES) == 33
+
+
+def test_roi_geometry():
+    roi = alignment_roi(np.array([100.0, 200.0]), np.array([100.0, 150.0]))
+    assert np.allclose(roi, [100, 200, 125, 0])          # upright: scale point straight above the mid-hip
+    tilted = alignment_roi(np.array([0.0, 0.0]), np.array([10.0, 0.0]))
+    assert np.isclose(tilted[3], np.pi / 2)               # scale point to the right: crop "up" is image right
+    affine = roi_affine(tilted, 256)
+    top_centre = affine[:, :2] @ np.array([128.0, 0.0]) + affine[:, 2]
+    assert np.allclose(top_centre, [12.5, 0.0])
+
+
+@pytest.mark.parametrize('name', ['coco', 'dancer0'])
+def test_decoding_matches_mediapipe_on_real_images(nets, name):
+    """Our detector + landmark decoding against MediaPipe's own answer on the same real image."""
+    detector, landmarker = nets
+    image = _rgb(MEDIA / 'COCO_val2014_000000019667.jpg') if name == 'coco' else _dancer_frame0()
+    ref = REFERENCE[name]
+    h, w = image.shape[:2]
+    assert [h, w] == ref['shape'][:2]
+    dets = detector.detect(image)
+    assert len(dets) == 1 and dets[0].score > 0.9
+    pose = landmarker(image, dets[0].roi)
+    landmarks = np.array(ref['landmarks'])
+    pixel_error = np.abs(pose.image[:, :2] - landmarks[:, :2] * [w, h])
+    assert pixel_error.max() < 0.01 * max(h, w), pixel_error.max()
+    assert np.abs(pose.visibility - landmarks[:, 3]).max() < 0.01
+    assert np.abs(pose.world - np.array(ref['world'])).max() < 0.01
+    assert pose.score > 0.99
+
+
+def test_missing_model_file_names_file_and_fix(tmp_path):
+    with pytest.raises(ModelFileError) as err:
+        PoseDetector(model_dir=tmp_path)
+    message = str(err.value)
+    assert 'pose_detection.tflite' in message and 'assets/blazepose' in message and '--detector hog' in message
+
+
+def test_demo_missing_model_file_is_one_error_line(tmp_path, monkeypatch, capsys):
+    import demo
+
+    monkeypatch.setattr(blazepose, 'ASSET_DIR', tmp_path)
+    status = demo.main(['--img_file', str(MEDIA / 'COCO_val2014_000000019667.jpg'), '--output_folder',
+                        str(tmp_path / 'out'), '--no_render'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert len(err) == 1 and err[0].startswith('error: ') and 'pose_landmark_full.tflite' in err[0] \
+        or 'pose_detection.tflite' in err[0]
+    assert not (tmp_path / 'out' / 'COCO_val2014_000000019667').exists()
+
+
+def test_finder_finds_the_skaters_not_the_spectators():
+    from core.inference.keypoints import build_finder
+
+    image = _rgb(MEDIA / 'skates.png')
+    people = build_finder().find(image)
+    assert len(people) >= 9
+    for pose in people:
+        x1, y1, x2, y2 = pose.box()
+        assert (y1 + y2) / 2 > 150, 'a person found among the spectators at the top of the picture'
+        assert pose.score > 0.5
+
+
+def test_nobody_in_an_empty_image():
+    from core.inference.keypoints import build_finder
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((360, 480, 3)) * 40 + 100).astype(np.uint8)
+    assert build_finder().find(image) == []
+
+
+@pytest.fixture(scope='module')
+def body():
+    from core.path_config import body_model_paths
+    from models.smpl import SMPL
+
+    paths = body_model_paths(standin=True)
+    return SMPL(paths.smpl_dir, joint_regressor_extra=paths.joint_regressor_extra)
+
+
+def test_joints_only_equals_the_full_forward(body):
+    torch.manual_seed(0)
+    pose = torch.randn(4, 72) * 0.4
+    betas = torch.randn(4, 10)
+    rotmat = batch_rodrigues(pose.reshape(-1, 3)).view(4, 24, 3, 3)
+    full = body(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False).joints
+    assert torch.allclose(body.joints_only(betas, rotmat), full, atol=1e-5)
+
+
+def _synthetic_keypoints(body, pose_aa, betas, cam):
+    """BlazePose-ordered keypoints (crop units) and world landmarks of a posed body."""
+    rotmat = batch_rodrigues(torch.as_tensor(pose_aa).reshape(-1, 3)).view(-1, 24, 3, 3)
+    joints = body.joints_only(torch.as_tensor(betas), rotmat)
+    kp2d = projection(joints, torch.as_tensor(cam)).numpy()
+    n = len(pose_aa)
+    keypoints = np.zeros((n, 33, 2), np.float32)
+    world = np.zeros((n, 33, 3), np.float32)
+    visibility = np.zeros((n, 33), np.float32)
+    for src, dst in BLAZEPOSE_TO_J49.items():
+        keypoints[:, src] = kp2d[:, dst]
+        world[:, src] = joints[:, dst].numpy()
+        visibility[:, src] = 1.0
+    return keypoints, visibility, world
+
+
+def test_fit_lowers_keypoint_error_and_respects_joint_limits(body):
+    rng = np.random.default_rng(1)
+    n = 6
+    limits = JOINT_LIMITS.reshape(23, 3, 2)
+    target_pose = np.zeros((n, 72), np.float32)
+    target_pose[:, 0] = np.pi                      # facing the camera, as the regressor's outputs do
+    target_pose.reshape(n, 24, 3)[:, 1:] = rng.uniform(0.6 * limits[..., 0], 0.6 * limits[..., 1], (n, 23, 3))
+    betas = rng.normal(0, 0.5, (n, 10)).astype(np.float32)
+    cam = np.tile(np.array([[0.9, 0.0, 0.2]], np.float32), (n, 1))
+    keypoints, visibility, world = _synthetic_keypoints(body, target_pose, betas, cam)
+    start_pose = target_pose.copy()
+    start_pose.reshape(n, 24, 3)[:, 1:] += rng.normal(0, 0.35, (n, 23, 3)).astype(np.float32)
+    start_pose = clamp_to_limits(torch.as_tensor(start_pose)).numpy()
+    pose, _, _, stats = fit_keypoints(body, start_pose, np.zeros_like(betas), cam * 1.1, keypoints, visibility,
+                                      world, weights=FitWeights(iterations=80))
+    assert stats['error_after'] < 0.4 * stats['error_before'], stats
+    assert within_limits(pose).all()
+
+
+def test_fit_leaves_people_without_keypoints_alone(body):
+    rng = np.random.default_rng(2)
+    pose = rng.normal(0, 0.2, (3, 72)).astype(np.float32)
+    pose[:, 0] = np.pi
+    betas = rng.normal(0, 0.5, (3, 10)).astype(np.float32)
+    cam = np.tile(np.array([[0.9, 0.0, 0.2]], np.float32), (3, 1))
+    keypoints = rng.uniform(-0.5, 0.5, (3, 33, 2)).astype(np.float32)
+    visibility = np.ones((3, 33), np.float32)
+    has = np.array([True, False, True])
+    new_pose, new_betas, new_cam, stats = fit_keypoints(body, pose, betas, cam, keypoints, visibility, None,
+                                                        has_keypoints=has, weights=FitWeights(iterations=5))
+    assert stats['fitted'] == 2
+    assert np.array_equal(new_pose[1], pose[1]) and np.array_equal(new_betas[1], betas[1])
+    assert np.array_equal(new_cam[1], cam[1])
+    assert not np.array_equal(new_pose[0], pose[0])
+
+
+def test_attach_keypoints_marks_bridged_frames(nets):
+    from core.inference.keypoints import attach_keypoints
+
+    detector, landmarker = nets
+    image = _rgb(MEDIA / 'COCO_val2014_000000019667.jpg')
+    pose = landmarker(image, detector.detect(image)[0].roi)
+    results = {1: {'frame_ids': np.array([0, 1, 2])}}
+    attach_keypoints(results, {1: {0: pose, 2: pose}})
+    kp2d, kp3d = results[1]['keypoints_2d'], results[1]['keypoints_3d']
+    assert kp2d.shape == (3, 33, 3) and kp3d.shape == (3, 33, 3)
+    assert np.allclose(kp2d[0, :, :2], pose.image[:, :2]) and np.allclose(kp2d[0, :, 2], pose.visibility)
+    assert np.isnan(kp2d[1, :, :2]).all() and (kp2d[1, :, 2] == 0).all() and np.isnan(kp3d[1]).all()
