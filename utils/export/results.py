@@ -54,12 +54,15 @@ def save_output_npz(results: dict[int, dict], path: str | os.PathLike, img_width
 
     Arrays (M = total rows): ``person_ids`` (M,), ``frame_ids`` (M,), ``pred_cam`` (M, 3),
     ``orig_cam`` (M, 4), ``cam_t`` (M, 3), ``verts`` (M, 6890, 3), ``pose`` (M, 72), ``betas`` (M, 10),
-    ``joints3d`` (M, 49, 3), ``kp2d_px`` (M, 49, 2), ``bboxes`` (M, 4); scalars ``img_width``,
-    ``img_height``, ``fps``, ``focal_length``; ``faces`` (F, 3) and ``frame_names`` (T,) when given.
+    ``joints3d`` (M, 49, 3), ``kp2d_px`` (M, 49, 2), ``bboxes`` (M, 4); ``keypoints_2d`` (M, 33, 3) and
+    ``keypoints_3d`` (M, 33, 3) when every person has them; scalars ``img_width``, ``img_height``, ``fps``,
+    ``focal_length``; ``faces`` (F, 3) and ``frame_names`` (T,) when given.
     """
     fields = ('frame_ids', 'pred_cam', 'orig_cam', 'cam_t', 'verts', 'pose', 'betas', 'joints3d', 'kp2d_px',
               'bboxes')
     pids = sorted(results)
+    if pids and all(results[p].get('keypoints_2d') is not None for p in pids):
+        fields += ('keypoints_2d', 'keypoints_3d')
     arrays: dict[str, np.ndarray] = {}
     for field_name in fields:
         parts = [np.asarray(results[p][field_name]) for p in pids if results[p].get(field_name) is not None]
