@@ -345,20 +345,26 @@ class SMPL(nn.Module):
         vertices = torch.einsum('bvij,bvj->bvi', skin[..., :3], v_posed) + skin[..., 3]
         return vertices, posed_joints
 
-    def _joint_vertices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The vertices the 49 joints read (landmark vertices and the extra regressor's support), cached.
+    def _joint_vertices(self) -> tuple[torch.Tensor, ...]:
+        """The model restricted to the vertices the 49 joints read (landmark vertices and the extra
+        regressor's support), cached.
 
         Returns:
-            (S,) vertex indices, (S,) positions of the 21 landmark vertices among them, (9, S) extra regressor
-            restricted to them.
+            positions of the 21 landmark vertices among the S kept ones (21,), the extra regressor on them
+            (9, S), and their template (1, 3S), shape directions (3S, 10), pose correctives (207, 3S) and
+            skinning weights (S, 24).
         """
         def compute():
             landmarks = self.vertex_joint_selector.extra_joints_idxs.to(self.v_template.device)
             support = torch.nonzero(self.J_regressor_extra.abs().sum(0) > 0).reshape(-1)
             ids = torch.unique(torch.cat([landmarks, support]))
-            pick = torch.searchsorted(ids, landmarks)
-            return ids, pick, self.J_regressor_extra[:, ids]
-        return cached_derivation(self, '_joint_vertices_cache', (self.J_regressor_extra,), compute)
+            cols = (ids[:, None] * 3 + torch.arange(3, device=ids.device)).reshape(-1)
+            return (torch.searchsorted(ids, landmarks), self.J_regressor_extra[:, ids].contiguous(),
+                    self.v_template[ids].reshape(1, -1), self.shapedirs[ids].reshape(-1, NUM_BETAS).contiguous(),
+                    self.posedirs[:, cols].contiguous(), self.lbs_weights[ids].contiguous())
+        return cached_derivation(self, '_joint_vertices_cache', (self.J_regressor_extra, self.v_template,
+                                                                 self.shapedirs, self.posedirs, self.lbs_weights),
+                                 compute)
 
     def joints_only(self, betas: torch.Tensor, rotmat: torch.Tensor) -> torch.Tensor:
         """The 49 output joints without skinning the whole mesh (for fitting loops): only the vertices the
@@ -373,16 +379,15 @@ class SMPL(nn.Module):
         batch = betas.shape[0]
         dtype = self.v_template.dtype
         betas, rotmat = betas.to(dtype), rotmat.to(dtype)
-        ids, pick, extra = self._joint_vertices()
+        pick, extra, template, shapedirs, posedirs, lbs_weights = self._joint_vertices()
         joints_template, joint_dirs = self._joint_basis()
         rest_joints = torch.addmm(joints_template, betas, joint_dirs).reshape(batch, NUM_JOINTS, 3)
         eye = torch.eye(3, dtype=dtype, device=rotmat.device)
         pose_feature = (rotmat[:, 1:] - eye).reshape(batch, -1)
-        cols = (ids[:, None] * 3 + torch.arange(3, device=ids.device)).reshape(-1)
-        v_shaped = torch.addmm(self.v_template[ids].reshape(1, -1), betas, self.shapedirs[ids].reshape(-1, NUM_BETAS).t())
-        v_posed = torch.addmm(v_shaped, pose_feature, self.posedirs[:, cols]).reshape(batch, -1, 3)
+        v_shaped = torch.addmm(template, betas, shapedirs.t())
+        v_posed = torch.addmm(v_shaped, pose_feature, posedirs).reshape(batch, -1, 3)
         transforms, posed_joints = self._rigid_transforms(rotmat, rest_joints)
-        skin = (self.lbs_weights[ids] @ transforms.reshape(batch, NUM_JOINTS, 12)).reshape(batch, -1, 3, 4)
+        skin = (lbs_weights @ transforms.reshape(batch, NUM_JOINTS, 12)).reshape(batch, -1, 3, 4)
         vertices = torch.einsum('bvij,bvj->bvi', skin[..., :3], v_posed) + skin[..., 3]
         joints54 = torch.cat([posed_joints, vertices[:, pick], torch.einsum('jv,bvk->bjk', extra, vertices)], dim=1)
         return joints54[:, self.joint_map.to(vertices.device)]
