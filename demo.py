@@ -305,13 +305,15 @@ def track_with_blazepose(args, source, image_mode: bool, log, timer) -> tuple[di
 def refine(results, sizes, predictor, bbox_scale: float, log, timer) -> None:
     """Keypoint fitting of every person-frame with keypoints, then meshes and cameras re-posed."""
     from core.inference.keypoints import refine_results
+    from core.inference.smoothing import find_body_model
 
     start = time.perf_counter()
-    smpl = predictor.body_model
-    if smpl is None:
-        raise DemoError('--refine: the network holds no SMPL layer to fit')
+    try:
+        smpl = find_body_model(predictor.model)
+    except ValueError as err:
+        raise DemoError(f'--refine: {err}') from err
     stats = refine_results(results, smpl, bbox_scale=bbox_scale, device=predictor.device)
-    predictor.repose(results, sizes)
+    predictor.repose(results, sizes, smpl)
     timer.add('fitting', time.perf_counter() - start, len(sizes))
     log(f'fitting: {int(stats["fitted"])} person-frames, keypoint error {stats["error_before"]:.3f} -> '
         f'{stats["error_after"]:.3f} (crop units)')

@@ -20,7 +20,7 @@ def find_body_model(model: torch.nn.Module) -> torch.nn.Module:
     for module in model.modules():
         if type(module).__name__ == 'SMPL':
             return module
-    raise ValueError('--smooth: the model holds no SMPL module to recompute the meshes')
+    raise ValueError('the model holds no SMPL module to pose (needed by --smooth and --refine)')
 
 
 def smooth_results(results: dict[int, dict], predictor: PyMAFPredictor, fps: float,
