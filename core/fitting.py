@@ -147,6 +147,36 @@ def bone_vectors(points: torch.Tensor, pairs: np.ndarray, mids: tuple[np.ndarray
     return vec / vec.norm(dim=-1, keepdim=True).clamp_min(1e-6)
 
 
+def align_camera(joints: torch.Tensor, target: torch.Tensor, conf: torch.Tensor, cam: torch.Tensor,
+                 min_points: int = 3) -> torch.Tensor:
+    """The weak-perspective crop camera that best lays the body's joints onto the keypoints.
+
+    Solves ``min sum_k w_k |s * (X_k + t) - x_k|^2`` over the scale ``s`` and the translation ``t`` in closed
+    form (linear in ``s`` and ``s * t``), so the fit starts with the body at the people's place and size
+    (the regressor's camera can be far off when its crop shows only part of the person).
+
+    Args:
+        joints: (N, K, 3) body joints, metres (their x and y are used).
+        target: (N, K, 2) keypoints, crop units.
+        conf: (N, K) weights.
+        cam: (N, 3) ``[s, tx, ty]`` kept for rows with fewer than ``min_points`` weighted keypoints or a
+            degenerate solution.
+
+    Returns:
+        (N, 3) cameras ``[s, tx, ty]``.
+    """
+    w = conf * (conf > 0.1)
+    total = w.sum(1).clamp_min(1e-9)
+    mean_x = (w[..., None] * joints[..., :2]).sum(1) / total[:, None]
+    mean_k = (w[..., None] * target).sum(1) / total[:, None]
+    dx, dk = joints[..., :2] - mean_x[:, None], target - mean_k[:, None]
+    scale = (w * (dx * dk).sum(-1)).sum(1) / (w * (dx ** 2).sum(-1)).sum(1).clamp_min(1e-9)
+    trans = mean_k / scale.clamp_min(1e-6)[:, None] - mean_x
+    solved = torch.cat([scale[:, None], trans], dim=1)
+    ok = ((w > 0).sum(1) >= min_points) & (scale > 1e-3) & torch.isfinite(solved).all(1)
+    return torch.where(ok[:, None], solved, cam)
+
+
 def fit_keypoints(smpl: torch.nn.Module, pose_aa: np.ndarray, betas: np.ndarray, cam: np.ndarray,
                   keypoints_crop: np.ndarray, visibility: np.ndarray, world: np.ndarray | None = None,
                   has_keypoints: np.ndarray | None = None, weights: FitWeights | None = None,
@@ -222,19 +252,22 @@ def _fit_batch(smpl, pose0, betas0, cam0, keypoints_crop, visibility, world, wei
         model_mids = (np.array([BLAZEPOSE_TO_J49[23], BLAZEPOSE_TO_J49[24]]),
                       np.array([BLAZEPOSE_TO_J49[11], BLAZEPOSE_TO_J49[12]]))
 
-    pose = pose_init.clone().requires_grad_(True)
-    betas = betas_init.clone().requires_grad_(True)
-    cam = torch.as_tensor(cam0, **f32).clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([pose, betas, cam], lr=weights.lr)
-
     def joints_of(pose_aa, shape):
         rotmat = batch_rodrigues(pose_aa.reshape(-1, 3)).view(-1, 24, 3, 3)
         if hasattr(smpl, 'joints_only'):
             return smpl.joints_only(shape, rotmat)
         return smpl(betas=shape, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False).joints
 
+    with torch.no_grad():
+        cam_start = align_camera(joints_of(pose_init, betas_init)[:, TARGET_IDS], target, conf,
+                                 torch.as_tensor(cam0, **f32))
+    pose = pose_init.clone().requires_grad_(True)
+    betas = betas_init.clone().requires_grad_(True)
+    cam = cam_start.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([pose, betas, cam], lr=weights.lr)
+
     def error_2d(joints, camera):
-        residual = ((projection(joints, camera) [:, TARGET_IDS] - target) ** 2).sum(-1).sqrt()
+        residual = ((projection(joints, camera)[:, TARGET_IDS] - target) ** 2).sum(-1).sqrt()
         return float(((residual * conf).sum() / conf.sum().clamp_min(1e-6)).detach())
 
     with torch.no_grad():
