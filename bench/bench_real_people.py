@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--media_dir', type=Path, default=MEDIA_DIR)
     parser.add_argument('--wheel_dir', type=Path, default=WHEEL_DIR)
     parser.add_argument('--out', type=Path, default=None, help='JSON report')
+    parser.add_argument('--only', nargs='*', default=None, help='image ids to run (default: all)')
     args = parser.parse_args(argv)
-    entries = json.loads(ANNOTATIONS.read_text())['images']
+    entries = [e for e in json.loads(ANNOTATIONS.read_text())['images'] if not args.only or e['id'] in args.only]
     extra_args = shlex.split(args.demo_args)
     report = {'label': args.label, 'repo': str(args.repo), 'demo_args': args.demo_args, 'images': {}}
     with tempfile.TemporaryDirectory() as tmp:

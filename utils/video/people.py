@@ -105,7 +105,7 @@ class PeopleFinder:
     proposals: Callable[[np.ndarray], np.ndarray] | None = None
     fractions: Sequence[float] = (1.0, 0.5)
     presence_threshold: float = PRESENCE_THRESHOLD
-    max_shared: float = 0.6
+    max_shared: float = 0.85
     min_size: float = 0.08
     stats: dict = field(default_factory=lambda: {'windows': 0, 'proposals': 0, 'landmark_runs': 0})
 
