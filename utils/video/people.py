@@ -3,11 +3,18 @@
 BlazePose's detector sees a square window at 224x224 and finds people whose face and torso are large in
 it, so on a whole photo it misses small people and people far from the centre. `PeopleFinder` searches the
 whole image and overlapping square tiles at several sizes, adds optional proposals from another detector
-(boxes, e.g. OpenCV's HOG), and hands every proposal to the landmark model. A proposal becomes a person
-when the landmark model says a pose is present; the person's ROI is then re-centred on its own landmarks
-(one more landmark pass), and people whose landmarks coincide with an already accepted person are
-dropped. This keeps people side by side, overlapping, cut by the frame edge or facing away, as long as
-one proposal lands near them.
+(boxes, e.g. OpenCV's HOG), and hands every proposal to the landmark model, best first. A proposal
+becomes a person when:
+1. the landmark model says a pose is present (its ROI is then re-centred on the person's own landmarks
+   with one more landmark pass);
+2. the pose is nobody already found: its landmarks do not coincide with an accepted person's, and its
+   person mask does not lie mostly on theirs (the landmark model also answers for a part of a person
+   when its window shows only that part);
+3. it is not tiny (person-like clutter);
+4. the detector agrees: shown a window with the whole person, it finds a body with the same mid-hip and
+   scale.
+This keeps people side by side, overlapping, cut by the frame edge or facing away, as long as one
+proposal lands near them.
 
 `PeopleTracker` follows people through a video: each person's next ROI comes from its landmarks in the
 previous frame (no detection needed while the landmark model keeps its score), and a full search runs on
@@ -24,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils.video.blazepose import PoseDetector, PoseLandmarker, PoseLandmarks, box_iou
+from utils.video.blazepose import LANDMARK_SIZE, PoseDetector, PoseLandmarker, PoseLandmarks, box_iou, roi_affine
 
 logger = logging.getLogger(__name__)
 
@@ -58,23 +65,32 @@ def box_roi(box: np.ndarray, scale: float = 1.2) -> np.ndarray:
     return np.array([cx, cy, scale * max(box[2] - box[0], box[3] - box[1]), 0.0])
 
 
+def same_place(roi: np.ndarray, reference: np.ndarray) -> bool:
+    """True when two ROIs ``[cx, cy, size, ...]`` have their centres within a tenth of the reference's size
+    and sizes within a third of each other."""
+    size = max(float(reference[2]), 1e-6)
+    return bool(np.hypot(*(roi[:2] - reference[:2])) < 0.1 * size and 0.75 < roi[2] / size < 1.33)
+
+
 def pose_distance(a: PoseLandmarks, b: PoseLandmarks) -> float:
     """How far apart two poses are: the mean distance of their landmarks, weighted by how visible each
     landmark is in both (points hallucinated outside the image or behind the body count little), as a
     share of the larger pose's size (its visible landmarks' extent)."""
     weight = np.minimum(a.visibility, b.visibility) + 1e-3
-    size = max(float(np.ptp(a.image[a.visibility > 0.5, :2], axis=0).max(initial=1.0)) if (a.visibility > 0.5).sum() > 1 else 1.0,
-               float(np.ptp(b.image[b.visibility > 0.5, :2], axis=0).max(initial=1.0)) if (b.visibility > 0.5).sum() > 1 else 1.0,
-               1.0)
+    size = max(_visible_extent(a), _visible_extent(b), 1.0)
     d = np.linalg.norm(a.image[:, :2] - b.image[:, :2], axis=1)
     return float((d * weight).sum() / weight.sum() / size)
+
+
+def _visible_extent(pose: PoseLandmarks) -> float:
+    """Longer side, pixels, of the box of a pose's visible landmarks (0 with fewer than two)."""
+    points = pose.image[pose.visibility > 0.5, :2]
+    return float(np.ptp(points, axis=0).max()) if len(points) > 1 else 0.0
 
 
 def image_mask(pose: PoseLandmarks, shape: tuple[int, int]) -> np.ndarray:
     """The pose's person mask (from its ROI crop) in image pixels, (H, W) bool."""
     import cv2
-
-    from utils.video.blazepose import LANDMARK_SIZE, roi_affine
 
     if pose.mask is None:
         raise ValueError('the landmark model was built without keep_mask; PeopleFinder needs the person masks')
@@ -117,8 +133,8 @@ class PeopleFinder:
             self.stats['windows'] += 1
             rois += [(det.score, det.roi, float(window[2])) for det in self.detector.detect_window(image, window)]
         if self.proposals is not None:
-            for box in np.asarray(self.proposals(image)).reshape(-1, 5)[:, :5]:
-                rois.append((0.0, box_roi(box), 0.0))
+            for box in np.asarray(self.proposals(image), dtype=np.float64):
+                rois.append((0.0, box_roi(box[:4]), 0.0))
         self.stats['proposals'] += len(rois)
         return sorted(rois, key=lambda r: -r[0])
 
@@ -136,9 +152,7 @@ class PeopleFinder:
     def agrees(roi: np.ndarray, window: float, pose: PoseLandmarks) -> bool:
         """True when a detector ROI, found in a window that showed the whole person, puts the mid-hip and
         the body scale where the pose has them."""
-        size = float(pose.next_roi[2])
-        return bool(window >= 0.8 * size and np.hypot(*(roi[:2] - pose.next_roi[:2])) < 0.1 * size
-                    and 0.75 < roi[2] / max(size, 1e-6) < 1.33)
+        return window >= 0.8 * float(pose.next_roi[2]) and same_place(roi, pose.next_roi)
 
     def confirmed(self, image: np.ndarray, pose: PoseLandmarks,
                   detections: Sequence[tuple[np.ndarray, float]]) -> bool:
@@ -166,11 +180,7 @@ class PeopleFinder:
 
     def covered(self, roi: np.ndarray, people: Sequence[PoseLandmarks]) -> bool:
         """True when a proposal's ROI is essentially the ROI of someone already found (skip its pass)."""
-        for other in people:
-            r = other.roi
-            if np.hypot(*(roi[:2] - r[:2])) < 0.1 * r[2] and 0.75 < roi[2] / max(r[2], 1e-6) < 1.33:
-                return True
-        return False
+        return any(same_place(roi, other.roi) for other in people)
 
     def find(self, image: np.ndarray, known: Sequence[PoseLandmarks] = ()) -> list[PoseLandmarks]:
         """Everyone in an (H, W, 3) uint8 RGB image who is not among ``known``; best score first."""
