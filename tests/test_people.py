@@ -89,8 +89,8 @@ def test_demo_missing_model_file_is_one_error_line(tmp_path, monkeypatch, capsys
                         str(tmp_path / 'out'), '--no_render'])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1
-    assert len(err) == 1 and err[0].startswith('error: ') and 'pose_landmark_full.tflite' in err[0] \
-        or 'pose_detection.tflite' in err[0]
+    assert len(err) == 1 and err[0].startswith('error: ')
+    assert 'pose_detection.tflite' in err[0] and 'assets/blazepose' in err[0]
     assert not (tmp_path / 'out' / 'COCO_val2014_000000019667').exists()
 
 
