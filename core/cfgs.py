@@ -32,7 +32,7 @@ _C.TRAIN.NUM_WORKERS = 16          # data-loader workers
 _C.TRAIN.BATCH_SIZE = 64           # batch size (divided among processes under DDP)
 _C.TRAIN.PIN_MEMORY = True         # pinned host memory for the data loader
 _C.TRAIN.LOG_FREQ = 100            # write the loss scalars to TensorBoard every N steps (the original's 100)
-_C.TRAIN.SAVE_EVERY = 1            # also keep model_epoch_<e>.pt (weights only) every N epochs (0: only latest and best)
+_C.TRAIN.SAVE_EVERY = 1            # also keep model_epoch_<e>.pt (weights only) every N epochs (0: latest and best)
 _C.TRAIN.VIS_SAMPLES = 16          # samples per TensorBoard image grid (the original's 16)
 _C.TRAIN.AMP = 'none'              # mixed precision of the forward pass: 'none' (fp32), 'bf16' or 'fp16' (CUDA only)
 _C.TRAIN.CHANNELS_LAST = False     # channels-last memory format for the model and the images
@@ -41,7 +41,7 @@ _C.TRAIN.SYNC_BN = True            # synchronised batch norm across processes (C
 _C.TRAIN.BAD_SAMPLE_POLICY = 'skip'  # unreadable sample or non-finite loss: 'skip' (report, count, go on) or 'stop'
 _C.TRAIN.MAX_SKIPPED = 1000        # with 'skip', stop once more samples/steps than this were skipped (-1: never)
 _C.TRAIN.MIXED_PARTITION = 'eft'   # mixed-data ratios: 'eft' (0.5 H36M / 0.3 in-the-wild / 0.2 MPI-INF) or 'conference'
-_C.TRAIN.FITS_DIR = ''             # folder of SMPL fits (<dataset>.npy or .npz) replacing the 2D sets' labels; '' = none
+_C.TRAIN.FITS_DIR = ''             # folder of SMPL fits (<dataset>.npy/.npz) replacing the 2D sets' labels; '' = none
 
 _C.TEST = CN()
 _C.TEST.BATCH_SIZE = 32            # evaluation batch size
@@ -55,15 +55,15 @@ _C.LOSS.VERT_W = 0.0               # vertex loss weight (0: off, as released)
 _C.LOSS.INDEX_WEIGHTS = 2.0        # defined but never applied by the original (IUV index CE has weight 1)
 _C.LOSS.PART_WEIGHTS = 0.3         # defined but never applied by the original (IUV part CE has weight 1)
 _C.LOSS.POINT_REGRESSION_WEIGHTS = 0.5  # IUV U/V regression weight
-_C.LOSS.APPLY_IUV_CE_WEIGHTS = False  # False as released (IUV index/part CE weight 1); True applies the two weights above
+_C.LOSS.APPLY_IUV_CE_WEIGHTS = False  # False as released (IUV index/part CE weight 1); True applies the two above
 
 _C.MODEL = CN()
 _C.MODEL.PyMAF = CN()
-_C.MODEL.PyMAF.BACKBONE = 'res50'  # backbone: 'res50' (ResNet-50, the paper's), 'res18' (light), 'hr48' or 'hr32' (HRNet)
+_C.MODEL.PyMAF.BACKBONE = 'res50'  # 'res50' (ResNet-50, the paper's), 'res18' (light), 'hr48' or 'hr32' (HRNet)
 _C.MODEL.PyMAF.BACKBONE_WIDTH = 64  # ResNet stem/first-stage channels (64 standard; e.g. 32 halves every stage)
 _C.MODEL.PyMAF.HIDDEN_DIM = 1024  # width of the regressors' two fc layers (1024 in the original)
 _C.MODEL.PyMAF.MLP_DIM = [256, 128, 64, 5]  # MAF extractor channels (input first, sampled output last)
-_C.MODEL.PyMAF.MAF_LAST_OP = 'relu'  # MAF extractor output activation: 'relu' (original) or 'leaky_relu' (no dead outputs)
+_C.MODEL.PyMAF.MAF_LAST_OP = 'relu'  # MAF extractor output: 'relu' (original) or 'leaky_relu' (no dead outputs)
 _C.MODEL.PyMAF.N_ITER = 3          # feedback iterations, 0..3
 _C.MODEL.PyMAF.AUX_SUPV_ON = True  # auxiliary DensePose IUV head
 _C.MODEL.PyMAF.DP_HEATMAP_SIZE = 56  # IUV map side, px

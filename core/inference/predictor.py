@@ -345,7 +345,8 @@ class PyMAFPredictor:
 
 
 def person_result(rows: dict[str, np.ndarray], frame_ids: np.ndarray) -> dict[str, np.ndarray | None]:
-    """One person's entry of output.pkl from stacked per-frame predictions (see `utils.export.results.OUTPUT_FIELDS`)."""
+    """One person's entry of output.pkl from stacked per-frame predictions (fields:
+    `utils.export.results.OUTPUT_FIELDS`)."""
     return {
         'pred_cam': rows['pred_cam'], 'orig_cam': rows['orig_cam'], 'verts': rows['verts'],
         'pose': rows['pose'], 'betas': rows['betas'], 'joints3d': rows['joints3d'], 'joints2d': None,
