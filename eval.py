@@ -20,8 +20,14 @@ import os
 import torch
 
 from core.evaluation.evaluator import Evaluator, build_evaluator, run_evaluation
-from core.evaluation.protocol import (DATASETS, eval_data_name, format_table, load_eval_assets, load_model,
-                                      protocol_description)
+from core.evaluation.protocol import (
+    DATASETS,
+    eval_data_name,
+    format_table,
+    load_eval_assets,
+    load_model,
+    protocol_description,
+)
 
 logger = logging.getLogger('eval')
 

@@ -91,7 +91,8 @@ def main(args: argparse.Namespace) -> list[dict]:
         for amp in args.amp:
             res = run(args, amp, npz, tmp)
             results.append(res)
-            print(f'{amp:5s} batch {res["batch_size"]}: {res["samples_per_s"]:.2f} samples/s, step {res["step_ms"]:.0f} ms, '
+            print(f'{amp:5s} batch {res["batch_size"]}: {res["samples_per_s"]:.2f} samples/s, '
+                  f'step {res["step_ms"]:.0f} ms, '
                   f'data loading {100 * res["data_share"]:.1f} %, IUV rendering {100 * res["iuv_render_share"]:.1f} %')
     print(json.dumps({'device': args.device, 'threads': torch.get_num_threads(), 'cfg_file': args.cfg_file,
                       'cpu_count': os.cpu_count(), 'results': results}))

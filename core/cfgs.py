@@ -14,21 +14,16 @@ from pathlib import Path
 from yacs.config import CfgNode as CN
 
 _C = CN()
-_C.OUTPUT_DIR = 'results'          # root of evaluation outputs
-_C.DEVICE = 'cuda'                 # kept for compatibility; scripts pick the device with --device
-_C.DEBUG = False                   # extra checks and logging
-_C.LOGDIR = ''                     # training log folder (set by train.py)
-_C.NUM_WORKERS = 8                 # unused at top level (the original's yaml had it); TRAIN.NUM_WORKERS is used
+_C.LOGDIR = ''                     # training log folder (set by train.py; recorded in the run's cfg.yaml)
 _C.VAL_VIS_BATCH_FREQ = 200        # visualise every N validation batches
 _C.TRAIN_VIS_ITER_FERQ = 1000      # visualise every N training steps (the original's spelling)
 _C.SEED_VALUE = -1                 # seed python/numpy/torch when >= 0
 
 _C.SOLVER = CN()
-_C.SOLVER.MAX_ITER = 500000        # unused by the original; kept for config compatibility
-_C.SOLVER.TYPE = 'Adam'            # optimiser (only Adam is implemented, as the original)
+_C.SOLVER.TYPE = 'Adam'            # optimiser: 'Adam' (the original's) or 'SGD'
+_C.SOLVER.MOMENTUM = 0.9           # SGD momentum (SOLVER.TYPE 'SGD' only)
 _C.SOLVER.BASE_LR = 0.00005        # learning rate
 _C.SOLVER.GAMMA = 0.1              # learning-rate decay factor at each epoch in SOLVER.EPOCHS[1:]
-_C.SOLVER.STEPS = [0]              # unused by the original
 _C.SOLVER.EPOCHS = [0]             # decay epochs from index 1 on; [0] means no decay (the released setting)
 
 _C.TRAIN = CN()
@@ -37,7 +32,7 @@ _C.TRAIN.NUM_WORKERS = 16          # data-loader workers
 _C.TRAIN.BATCH_SIZE = 64           # batch size (divided among processes under DDP)
 _C.TRAIN.PIN_MEMORY = True         # pinned host memory for the data loader
 _C.TRAIN.LOG_FREQ = 100            # write the loss scalars to TensorBoard every N steps (the original's 100)
-_C.TRAIN.SAVE_EVERY = 1            # also keep model_epoch_<e>.pt (weights only) every N epochs (0: only latest and best)
+_C.TRAIN.SAVE_EVERY = 1            # also keep model_epoch_<e>.pt (weights only) every N epochs (0: latest and best)
 _C.TRAIN.VIS_SAMPLES = 16          # samples per TensorBoard image grid (the original's 16)
 _C.TRAIN.AMP = 'none'              # mixed precision of the forward pass: 'none' (fp32), 'bf16' or 'fp16' (CUDA only)
 _C.TRAIN.CHANNELS_LAST = False     # channels-last memory format for the model and the images
@@ -46,7 +41,7 @@ _C.TRAIN.SYNC_BN = True            # synchronised batch norm across processes (C
 _C.TRAIN.BAD_SAMPLE_POLICY = 'skip'  # unreadable sample or non-finite loss: 'skip' (report, count, go on) or 'stop'
 _C.TRAIN.MAX_SKIPPED = 1000        # with 'skip', stop once more samples/steps than this were skipped (-1: never)
 _C.TRAIN.MIXED_PARTITION = 'eft'   # mixed-data ratios: 'eft' (0.5 H36M / 0.3 in-the-wild / 0.2 MPI-INF) or 'conference'
-_C.TRAIN.FITS_DIR = ''             # folder of SMPL fits (<dataset>.npy or .npz) replacing the 2D sets' labels; '' = none
+_C.TRAIN.FITS_DIR = ''             # folder of SMPL fits (<dataset>.npy/.npz) replacing the 2D sets' labels; '' = none
 
 _C.TEST = CN()
 _C.TEST.BATCH_SIZE = 32            # evaluation batch size
@@ -60,16 +55,15 @@ _C.LOSS.VERT_W = 0.0               # vertex loss weight (0: off, as released)
 _C.LOSS.INDEX_WEIGHTS = 2.0        # defined but never applied by the original (IUV index CE has weight 1)
 _C.LOSS.PART_WEIGHTS = 0.3         # defined but never applied by the original (IUV part CE has weight 1)
 _C.LOSS.POINT_REGRESSION_WEIGHTS = 0.5  # IUV U/V regression weight
-_C.LOSS.APPLY_IUV_CE_WEIGHTS = False  # False as released (IUV index/part CE weight 1); True applies the two weights above
+_C.LOSS.APPLY_IUV_CE_WEIGHTS = False  # False as released (IUV index/part CE weight 1); True applies the two above
 
 _C.MODEL = CN()
 _C.MODEL.PyMAF = CN()
-_C.MODEL.PyMAF.MAF_ON = False      # the original's flag for the backbone's global mode (PyMAF's loop always runs)
-_C.MODEL.PyMAF.BACKBONE = 'res50'  # backbone: 'res50' (ResNet-50, the paper's), 'res18' (light), 'hr48' or 'hr32' (HRNet)
+_C.MODEL.PyMAF.BACKBONE = 'res50'  # 'res50' (ResNet-50, the paper's), 'res18' (light), 'hr48' or 'hr32' (HRNet)
 _C.MODEL.PyMAF.BACKBONE_WIDTH = 64  # ResNet stem/first-stage channels (64 standard; e.g. 32 halves every stage)
 _C.MODEL.PyMAF.HIDDEN_DIM = 1024  # width of the regressors' two fc layers (1024 in the original)
 _C.MODEL.PyMAF.MLP_DIM = [256, 128, 64, 5]  # MAF extractor channels (input first, sampled output last)
-_C.MODEL.PyMAF.MAF_LAST_OP = 'relu'  # MAF extractor output activation: 'relu' (original) or 'leaky_relu' (no dead outputs)
+_C.MODEL.PyMAF.MAF_LAST_OP = 'relu'  # MAF extractor output: 'relu' (original) or 'leaky_relu' (no dead outputs)
 _C.MODEL.PyMAF.N_ITER = 3          # feedback iterations, 0..3
 _C.MODEL.PyMAF.AUX_SUPV_ON = True  # auxiliary DensePose IUV head
 _C.MODEL.PyMAF.DP_HEATMAP_SIZE = 56  # IUV map side, px
@@ -81,21 +75,19 @@ _C.RES_MODEL.NUM_DECONV_FILTERS = [256, 256, 256]  # their output channels
 _C.RES_MODEL.NUM_DECONV_KERNELS = [4, 4, 4]  # their kernel sizes
 
 _C.POSE_RES_MODEL = CN()
-_C.POSE_RES_MODEL.INIT_WEIGHTS = True        # load ImageNet weights when the file exists (absent: a warning)
-_C.POSE_RES_MODEL.NAME = 'pose_resnet'       # backbone family name
-_C.POSE_RES_MODEL.PRETR_SET = 'imagenet'     # 'none', 'imagenet' or 'coco'
-_C.POSE_RES_MODEL.PRETRAINED_IM = 'data/pretrained_model/resnet50-19c8e357.pth'  # relative to the repo
-_C.POSE_RES_MODEL.PRETRAINED_COCO = 'data/pretrained_model/pose_resnet_50_256x192.pth.tar'  # relative to the repo
-_C.POSE_RES_MODEL.EXTRA = CN()
-_C.POSE_RES_MODEL.EXTRA.TARGET_TYPE = 'gaussian'   # pose-resnet head settings, kept for config compatibility
-_C.POSE_RES_MODEL.EXTRA.HEATMAP_SIZE = [48, 64]
-_C.POSE_RES_MODEL.EXTRA.SIGMA = 2
-_C.POSE_RES_MODEL.EXTRA.FINAL_CONV_KERNEL = 1
-_C.POSE_RES_MODEL.EXTRA.DECONV_WITH_BIAS = False
-_C.POSE_RES_MODEL.EXTRA.NUM_DECONV_LAYERS = 3
-_C.POSE_RES_MODEL.EXTRA.NUM_DECONV_FILTERS = [256, 256, 256]
-_C.POSE_RES_MODEL.EXTRA.NUM_DECONV_KERNELS = [4, 4, 4]
-_C.POSE_RES_MODEL.EXTRA.NUM_LAYERS = 50
+_C.POSE_RES_MODEL.INIT_WEIGHTS = True        # training starts the backbone from ImageNet weights when the file
+                                             # under data/pretrained_model/ exists (absent: a warning); False:
+                                             # from scratch. Networks built for inference never load them.
+
+# Keys of the original's configuration that nothing here reads (the backbone's ImageNet file is a fixed path
+# in core.path_config; evaluation outputs, the device and workers are command-line flags). YAML files,
+# --misc pairs and configs stored in checkpoints may still hold them: they are ignored, so the original's
+# files and older checkpoints load.
+RETIRED_KEYS = ('OUTPUT_DIR', 'DEVICE', 'DEBUG', 'NUM_WORKERS', 'SOLVER.MAX_ITER', 'SOLVER.STEPS',
+                'MODEL.PyMAF.MAF_ON', 'POSE_RES_MODEL.NAME', 'POSE_RES_MODEL.PRETR_SET',
+                'POSE_RES_MODEL.PRETRAINED_IM', 'POSE_RES_MODEL.PRETRAINED_COCO', 'POSE_RES_MODEL.EXTRA')
+for _key in RETIRED_KEYS:
+    _C.register_deprecated_key(_key)
 
 DEFAULT_CFG_FILE = Path(__file__).resolve().parents[1] / 'configs' / 'pymaf_config.yaml'
 
@@ -138,6 +130,20 @@ def merge_list(node: CN, pairs: list[str]) -> None:
             raise KeyError(f'--misc: unknown config key {key!r} ({err})') from None
         except ValueError as err:
             raise ValueError(f'--misc {key} {value}: {err}') from None
+
+
+def merge_stored(node: CN, text: str) -> None:
+    """Merge a config stored as YAML text (a checkpoint's ``'cfg'``) into ``node``; `RETIRED_KEYS` that older
+    versions of this code wrote are dropped silently. Raises KeyError for a key this code does not know."""
+    stored = CN.load_cfg(text)
+    for key in RETIRED_KEYS:
+        *parents, leaf = key.split('.')
+        parent = stored
+        for part in parents:
+            parent = parent.get(part) if isinstance(parent, CN) else None
+        if isinstance(parent, CN) and leaf in parent:
+            del parent[leaf]
+    node.merge_from_other_cfg(stored)
 
 
 def update_cfg(cfg_file: str | os.PathLike | None = None, misc: list[str] | None = None) -> CN:

@@ -1,4 +1,5 @@
-"""PyMAF's training losses (facts §7), as pure functions of predictions and labels.
+"""PyMAF's training losses (the original's terms; weights and schedule in docs/training.md), as pure functions
+of predictions and labels.
 
 Every function returns a scalar tensor; when no sample of the batch carries the label a term needs, the term
 is an exact zero that still depends on the prediction (so distributed training sees every parameter used).

@@ -1,4 +1,4 @@
-"""PyMAF training: the original's step (facts §7), resumable to the sample, on one CPU or many GPUs.
+"""PyMAF training: the original's step (docs/training.md), resumable to the sample, on one CPU or many GPUs.
 
 One `Trainer` runs one process of a run: it builds the model, optimiser and data, renders the DensePose
 labels on the fly (`utils.render.iuv_renderer`, no compiled renderer), computes the losses (`core.losses`),
@@ -50,9 +50,27 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, 'module') else model
 
 
+OPTIMIZERS = ('Adam', 'SGD')
+
+
+def build_optimizer(params, solver_cfg) -> torch.optim.Optimizer:
+    """The optimiser ``SOLVER.TYPE`` names, at ``SOLVER.BASE_LR``, without weight decay: 'Adam' (the
+    original's, default betas) or 'SGD' (momentum ``SOLVER.MOMENTUM``).
+
+    Raises:
+        ValueError: an unknown ``SOLVER.TYPE``.
+    """
+    if solver_cfg.TYPE == 'Adam':
+        return torch.optim.Adam(params, lr=solver_cfg.BASE_LR, weight_decay=0)
+    if solver_cfg.TYPE == 'SGD':
+        return torch.optim.SGD(params, lr=solver_cfg.BASE_LR, momentum=solver_cfg.MOMENTUM, weight_decay=0)
+    raise ValueError(f'SOLVER.TYPE {solver_cfg.TYPE!r} is not available; choose one of {", ".join(OPTIMIZERS)}')
+
+
 def compute_losses(preds: list[dict], dp_out: list[dict], targets: dict, cfg, openpose_weight: float,
                    gt_weight: float) -> dict[str, torch.Tensor]:
-    """Weighted loss terms of one batch (facts §7); their plain sum is the training loss.
+    """Weighted loss terms of one batch (the original's terms and weights, docs/training.md); their plain sum
+    is the training loss.
 
     Args:
         preds: the feedback loop's outputs to supervise (PyMAF: ``smpl_out[1:]``; HMR: its one output).
@@ -182,10 +200,11 @@ class Trainer:
 
         torch.manual_seed(self.seed)
         if self.options.regressor == 'pymaf_net':
-            model = pymaf_net(path_config.SMPL_MEAN_PARAMS, pretrained=True, cfg=self.cfg)
+            model = pymaf_net(path_config.SMPL_MEAN_PARAMS, pretrained=self.cfg.POSE_RES_MODEL.INIT_WEIGHTS,
+                              cfg=self.cfg)
             self.aux_supervision = bool(model.aux_supv_on)
         else:
-            model = hmr(path_config.SMPL_MEAN_PARAMS, pretrained=True)
+            model = hmr(path_config.SMPL_MEAN_PARAMS, pretrained=self.cfg.POSE_RES_MODEL.INIT_WEIGHTS)
             self.aux_supervision = False
         # smplx's per-model pose/shape parameters are in the checkpoint but never used: not trained.
         for name, param in model.named_parameters():
@@ -195,8 +214,7 @@ class Trainer:
         if self.cfg.TRAIN.CHANNELS_LAST:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
-                                          lr=self.cfg.SOLVER.BASE_LR, weight_decay=0)
+        self.optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], self.cfg.SOLVER)
         milestones = list(self.cfg.SOLVER.EPOCHS[1:])
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=milestones,
                                                               gamma=self.cfg.SOLVER.GAMMA)
@@ -539,7 +557,8 @@ class Trainer:
         if not self.info.is_main or self.log_dir is None:
             return None
         extra = {'seed': self.seed, 'skipped': self.skipped, 'best_pa_mpjpe': self.best_pa_mpjpe,
-                 'regressor': self.options.regressor, 'img_res': self.options.img_res, 'world_size': self.info.world_size,
+                 'regressor': self.options.regressor, 'img_res': self.options.img_res,
+                 'world_size': self.info.world_size,
                  'body_model': 'standin' if self.body_paths.is_standin else 'smpl'}
         if full:
             extra.update(rng=train_utils.rng_state(), scheduler=self.scheduler.state_dict())

@@ -4,5 +4,5 @@ mixture of training sets (`mixed_dataset`), resumable sampling (`sampling`), COC
 (`inference`).
 
 May import: `core.constants`, `core.path_config`, `core.cfgs`'s builders, `models` (the body model, for
-synthetic data) and `utils`. Never the application modules of `core`, a script or the global config.
+synthetic data) and `utils`. Never the application modules of `core`, a script or a shared config.
 """

@@ -86,7 +86,7 @@ def normalize_img(img: torch.Tensor) -> torch.Tensor:
 
 
 class BaseDataset(Dataset):
-    """One SPIN-format dataset; ``__getitem__`` returns the original's sample dict (see ``facts §6.1``).
+    """One SPIN-format dataset; ``__getitem__`` returns the original's sample dict (its fields: docs/datasets.md).
 
     Args:
         dataset: dataset name (used to find the files and stored in each sample).

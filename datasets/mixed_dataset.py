@@ -1,7 +1,7 @@
 """The original's mixture of training sets, and optional SMPL fits replacing a dataset's pseudo labels.
 
 Each sample first draws which member dataset it comes from (fixed probabilities), then takes
-``index % len(member)``. The epoch length is the longest member's length (facts §6.4).
+``index % len(member)``. The epoch length is the longest member's length, as in the original.
 """
 from __future__ import annotations
 

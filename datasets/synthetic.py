@@ -189,8 +189,8 @@ def render_body(verts_cam: torch.Tensor, faces: torch.Tensor, colors: np.ndarray
     Returns:
         The composited image and the body mask.
     """
-    from utils.render.rasterizer import rasterize
     from utils.geometry import vertex_normals
+    from utils.render.rasterizer import rasterize
 
     height, width = background.shape[:2]
     z = verts_cam[:, 2]
@@ -261,7 +261,8 @@ def generate_dataset(out_dir: str, num_samples: int = 300, seed: int = 0, img_wi
                      img_height: int = 256, box_enlarge: float = 1.1, jpeg_quality: int = 92,
                      npz_name: str = 'synthetic.npz', save_masks: bool = False,
                      focal_range: tuple[float, float] = (1.0, 2.0), max_offset: float = 0.8,
-                     npz_path: str | None = None, bodies: BodyModels | None = None, image_subdir: str = 'images') -> str:
+                     npz_path: str | None = None, bodies: BodyModels | None = None,
+                     image_subdir: str = 'images') -> str:
     """Render ``num_samples`` labelled images into ``out_dir`` and write the SPIN-format annotation file.
 
     Args:

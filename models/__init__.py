@@ -3,7 +3,7 @@ their backbones (`pose_resnet`, `hrnet`), heads (`maf_extractor`, `iuv_predictor
 (`smpl`) and building a network from a checkpoint (`build`).
 
 May import: `core.constants`, `core.path_config`, `core.cfgs`'s builders and `utils`. Never `datasets`,
-the application modules of `core`, a script or the global config: networks are built from the config
+the application modules of `core`, a script or a shared config: networks are built from the config
 node they are given.
 """
 from models.hmr import hmr

@@ -50,7 +50,7 @@ def checkpoint_body_model(checkpoint: dict | None):
 
 
 def checkpoint_cfg(checkpoint: dict | None, cfg_file: str | None = None, misc: list[str] | None = None):
-    """The config a checkpoint's network is built with (a new node; the global config is not changed).
+    """The config a checkpoint's network is built with (a new node).
 
     Order: defaults, then ``cfg_file`` if given, else the checkpoint's own config if it has one, else the
     repository's configs/pymaf_config.yaml; then the ``misc`` KEY VALUE overrides.
@@ -62,7 +62,7 @@ def checkpoint_cfg(checkpoint: dict | None, cfg_file: str | None = None, misc: l
         return cfgs.update_cfg(cfg_file or cfgs.DEFAULT_CFG_FILE, misc)
     node = cfgs.get_cfg_defaults()
     try:
-        node.merge_from_other_cfg(type(node).load_cfg(text))
+        cfgs.merge_stored(node, text)
     except KeyError as err:
         raise KeyError(f'the checkpoint\'s config has a key this code does not know: {err}') from None
     if misc:

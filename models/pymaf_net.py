@@ -19,9 +19,9 @@ import torch
 import torch.nn as nn
 
 from core import cfgs, constants, path_config
-from models.iuv_predictor import IUV_predict_layer
 from models.hrnet import WIDTHS as HRNET_WIDTHS
 from models.hrnet import HRNetPyramid
+from models.iuv_predictor import IUV_predict_layer
 from models.maf_extractor import MAF_Extractor, load_downsampling_matrix
 from models.pose_resnet import RESNETS, PoseResNet
 from models.smpl import SMPL, cached_derivation

@@ -23,7 +23,8 @@ def _random_smpl(seed=0):
         'posedirs': rng.normal(size=(6890, 3, 207)) * 0.001,
         'J_regressor': scipy.sparse.csc_matrix(j_reg / j_reg.sum(1, keepdims=True)),
         'weights': weights / weights.sum(1, keepdims=True),
-        'kintree_table': np.stack([np.array([4294967295] + constants.SMPL_PARENTS[1:]), np.arange(24)]).astype(np.uint32),
+        'kintree_table': np.stack([np.array([4294967295] + constants.SMPL_PARENTS[1:]),
+                                   np.arange(24)]).astype(np.uint32),
         'f': rng.integers(0, 6890, size=(13776, 3)).astype(np.uint32),
     }
 
@@ -45,7 +46,8 @@ def _write_chumpy_style(path, data):
     sys.modules['chumpy'] = types.ModuleType('chumpy')
     sys.modules['chumpy.ch'] = ch_mod
     try:
-        wrapped = {k: (Ch(v) if k in ('v_template', 'shapedirs', 'posedirs', 'weights') else v) for k, v in data.items()}
+        chumpy_fields = ('v_template', 'shapedirs', 'posedirs', 'weights')
+        wrapped = {k: (Ch(v) if k in chumpy_fields else v) for k, v in data.items()}
         with open(path, 'wb') as fh:
             pickle.dump(wrapped, fh, protocol=2)
     finally:

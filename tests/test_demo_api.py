@@ -78,7 +78,8 @@ def test_checkpoint_checks(tmp_path):
     with pytest.raises(CheckpointMismatchError) as err:
         load_weights(model, bad)
     msg = str(err.value)
-    assert '3 missing: 0.bias, 1.weight, 1.bias' in msg and '1 unexpected: 2.bias' in msg and '0.weight checkpoint (5, 3) vs model (4, 3)' in msg
+    assert '3 missing: 0.bias, 1.weight, 1.bias' in msg and '1 unexpected: 2.bias' in msg
+    assert '0.weight checkpoint (5, 3) vs model (4, 3)' in msg
     assert '\n' not in msg
     (tmp_path / 'junk.pt').write_bytes(b'not a checkpoint')
     with pytest.raises(CheckpointMismatchError, match='not a readable PyTorch checkpoint'):
@@ -100,8 +101,8 @@ def test_camera_helpers():
 
 def test_checkpoint_with_body_model_needs_no_body_files(tmp_path, monkeypatch):
     from core import path_config
-    from models import pymaf_net
     from core.inference.predictor import PyMAFPredictor
+    from models import pymaf_net
     from utils.saver import save_checkpoint
 
     source = pymaf_net(pretrained=False)

@@ -10,9 +10,9 @@ import torch
 
 from datasets.inference import CropDataset, crop_person
 from utils.video.detection import HogDetector, build_detector, full_image_box, load_anno_file, nms
+from utils.video.io import VideoWriter, natural_key, open_frame_source, read_image_rgb, write_png
 from utils.video.smoothing import axis_angle_to_quat, one_euro, quat_to_axis_angle, smooth_pose_aa
 from utils.video.tracking import fill_gaps, iou_matrix, track_detections
-from utils.video.io import VideoWriter, natural_key, open_frame_source, read_image_rgb, write_png
 
 DANCER = Path(__file__).resolve().parents[2] / 'shared' / 'media' / 'dancer.mp4'
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import eval as eval_script
+from core import path_config
 from core.evaluation import metrics
 from core.evaluation.evaluator import SegmentationEvaluator, render_silhouettes
 from core.evaluation.protocol import load_eval_assets
-from core import path_config
 from datasets.base_dataset import BaseDataset
 from tests.lsp_helpers import exact_crop_cameras, make_exact_crop_lsp_set, perfect_prediction
 from utils import part_utils

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from core.constants import SMPL_JOINT_NAMES, SMPL_PARENTS
-from utils.export.results import save_output_npz, save_output_pkl
-from utils.export.animation import CAM_TO_EXPORT
 from models.build import load_body_model
 from tools.export import main as export_main
+from utils.export.animation import CAM_TO_EXPORT
+from utils.export.results import save_output_npz, save_output_pkl
 
 FPS = 25.0
 IMG_W, IMG_H = 640, 480

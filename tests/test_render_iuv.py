@@ -8,8 +8,8 @@ from scipy.io import savemat
 
 from utils.densepose_methods import load_densepose_uv
 from utils.geometry import projection
-from utils.render.iuv_renderer import IUV_Renderer
 from utils.iuvmap import ANN_PART_GROUPS, iuv_img2map, iuv_map2img
+from utils.render.iuv_renderer import IUV_Renderer
 from utils.render.mesh_primitives import uv_sphere
 
 FOCAL, CROP = 5000.0, 224

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy.spatial import Delaunay
 
-from utils.render.mesh_primitives import uv_sphere
 from utils.geometry import vertex_normals
+from utils.render.mesh_primitives import uv_sphere
 from utils.render.renderer import COLORS, PyRenderer, rotate_about_vertical
 
 FOCAL = 500.0

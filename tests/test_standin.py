@@ -11,7 +11,7 @@ import scipy.io
 import scipy.sparse as sp
 from scipy.spatial.transform import Rotation
 
-from tools.make_standin_body import numpy_lbs
+from tools.standin_body.preview import numpy_lbs
 from utils.densepose_methods import load_densepose_uv
 from utils.standin import ensure_standin
 
@@ -113,7 +113,8 @@ def test_landmark_vertices_sit_at_their_landmarks(neutral):
     assert v[NOSE, 2] > v[[LEYE, REYE], 2].max() and v[NOSE, 1] < v[[LEYE, REYE], 1].min()
     assert v[LEYE, 0] > 0.01 and v[REYE, 0] < -0.01 and v[LEAR, 0] > 0.05 and v[REAR, 0] < -0.05
     assert abs(v[NOSE, 0]) < 0.02 and j[12, 1] < v[NOSE, 1] < v[:, 1].max()
-    for big, small, heel, ankle, sign in ((L_BIG_TOE, L_SMALL_TOE, L_HEEL, 7, 1), (R_BIG_TOE, R_SMALL_TOE, R_HEEL, 8, -1)):
+    for big, small, heel, ankle, sign in ((L_BIG_TOE, L_SMALL_TOE, L_HEEL, 7, 1),
+                                          (R_BIG_TOE, R_SMALL_TOE, R_HEEL, 8, -1)):
         assert v[heel, 2] < j[ankle, 2] - 0.02 < v[big, 2] - 0.1  # heel behind, toes in front
         assert sign * (v[small, 0] - v[big, 0]) > 0.02  # small toe lateral to the big toe
         assert max(v[big, 1], v[heel, 1]) < j[ankle, 1]
@@ -156,7 +157,8 @@ def test_posing_keeps_a_sane_body(data_dir, neutral, pose_name):
     assert np.isfinite(verts).all()
     assert (verts.max(0) - verts.min(0)).max() < 2.0
     e = edges_of(neutral['f'].astype(np.int64))
-    ratio = np.linalg.norm(verts[e[:, 0]] - verts[e[:, 1]], axis=1) / np.linalg.norm(rest[e[:, 0]] - rest[e[:, 1]], axis=1)
+    ratio = (np.linalg.norm(verts[e[:, 0]] - verts[e[:, 1]], axis=1)
+             / np.linalg.norm(rest[e[:, 0]] - rest[e[:, 1]], axis=1))
     assert 0.9 < np.median(ratio) < 1.1
     assert np.quantile(ratio, 0.995) < 2.5 and np.quantile(ratio, 0.005) > 0.25
 
@@ -196,7 +198,8 @@ def test_uv_data_maps_every_face_to_one_of_24_parts(data_dir, neutral):
     assert all(tuple(np.roll(f, -np.argmin(f))) in known for f in smpl_faces)
     # Left and right parts mirror each other.
     centre_x = np.array([neutral['v_template'][smpl_faces[parts == p]].reshape(-1, 3).mean(0)[0] for p in range(1, 25)])
-    for left, right in ((4, 3), (5, 6), (8, 7), (10, 9), (12, 11), (14, 13), (15, 16), (17, 18), (19, 20), (21, 22), (24, 23)):
+    for left, right in ((4, 3), (5, 6), (8, 7), (10, 9), (12, 11), (14, 13), (15, 16), (17, 18), (19, 20), (21, 22),
+                        (24, 23)):
         assert centre_x[left - 1] > 0 > centre_x[right - 1]
     assert uv.faces.shape == (13774, 3) and uv.dp_to_smpl.max() == 6889 and len(np.unique(uv.dp_to_smpl)) == 6890
     sym = scipy.io.loadmat(data_dir / 'UV_data' / 'UV_symmetry_transforms.mat')
@@ -237,6 +240,7 @@ def test_missing_sources_and_bad_gender_give_helpful_errors(tmp_path):
 
 def test_loads_through_the_project_smpl_layer(data_dir, neutral):
     import torch
+
     from models.smpl import SMPL
     pose = np.zeros((2, 24, 3))
     pose[1, 1], pose[1, 5], pose[1, 16] = [-0.5, 0, 0], [0.7, 0, 0], [0, 0.2, -1.2]

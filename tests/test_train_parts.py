@@ -139,3 +139,16 @@ def test_fits_replace_labels_and_drop_extreme_shapes(tmp_path):
     assert np.allclose(dataset.pose[0], 0.1) and np.allclose(dataset.betas[1], 0.0)
     assert np.array_equal(dataset.pose[2], old_pose2)
     assert not mixed_dataset.apply_fits(dataset, str(tmp_path / 'nothing'))
+
+
+def test_solver_type_selects_the_optimiser():
+    from core import cfgs
+    from core.trainer import build_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    adam = build_optimizer(params, cfgs.load_cfg().SOLVER)
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults['lr'] == 5e-5
+    sgd = build_optimizer(params, cfgs.load_cfg(None, ['SOLVER.TYPE', 'SGD', 'SOLVER.BASE_LR', '0.01']).SOLVER)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults['momentum'] == 0.9 and sgd.defaults['lr'] == 0.01
+    with pytest.raises(ValueError, match='SOLVER.TYPE .*Adam, SGD'):
+        build_optimizer(params, cfgs.load_cfg(None, ['SOLVER.TYPE', 'RMSprop']).SOLVER)

@@ -10,9 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from utils.export.animation import FORMATS, export_results, load_demo_results
-
 from models.build import load_body_model
+from utils.export.animation import FORMATS, export_results, load_demo_results
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -6,6 +6,6 @@ in and out, detection, tracking, smoothing) and `export` (result, animation and 
 
 Import direction (checked by tests/test_architecture.py): `utils` may import only the standard library,
 third-party packages, `core.constants` and `utils` itself; top-level modules may use `utils.render`, and
-the subpackages never import each other. Nothing here reads the global config or takes an argparse
+the subpackages never import each other. Nothing here reads a shared config or takes an argparse
 namespace: callers pass values, paths and config nodes. See docs/architecture.md.
 """

@@ -4,5 +4,5 @@ segmentation scores), the evaluators and their loop (`evaluator`) and the COCO k
 (`coco`). eval.py, eval_coco.py and the trainer's validation all use these.
 
 May import: `core.constants`, `core.path_config`, `models`, `datasets`, `utils` and other `core`
-application modules. Never a script, never the global config: options arrive as arguments.
+application modules. Never a script, never a shared config: options arrive as arguments.
 """

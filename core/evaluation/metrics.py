@@ -12,8 +12,6 @@ import torch
 
 from utils.geometry import compute_similarity_transform
 
-
-
 # Thresholds (m) of the MPI-INF-3DHP PCK curve: 0 to 150 mm in 5 mm steps; PCK is read at 150 mm.
 PCK_THRESHOLD_M = 0.15
 AUC_THRESHOLDS_M = np.linspace(0.0, 0.15, 31)

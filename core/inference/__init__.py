@@ -3,5 +3,5 @@ with meshes, joints and cameras out) and live mode (`live`: frames processed as 
 
 May import: everything below the application layer (`core.constants`, `core.path_config`, `core.cfgs`'s
 config builders, `models`, `datasets`, `utils`) and other `core` application modules. Never a script
-(demo.py, eval.py, train.py, tools/, bench/), never the global config: options arrive as arguments.
+(demo.py, eval.py, train.py, tools/, bench/), never a shared config: options arrive as arguments.
 """

@@ -345,13 +345,17 @@ class PyMAFPredictor:
 
 
 def person_result(rows: dict[str, np.ndarray], frame_ids: np.ndarray) -> dict[str, np.ndarray | None]:
-    """One person's entry of output.pkl from stacked per-frame predictions (see `utils.export.results.OUTPUT_FIELDS`)."""
-    return {
+    """One person's entry of output.pkl from stacked per-frame predictions (fields:
+    `utils.export.results.OUTPUT_FIELDS` plus ``cam_t`` and ``kp2d_px``); fields that per-frame stages added
+    follow them. The crop-space ``kp_2d`` is left out, as in the original's file."""
+    entry = {
         'pred_cam': rows['pred_cam'], 'orig_cam': rows['orig_cam'], 'verts': rows['verts'],
         'pose': rows['pose'], 'betas': rows['betas'], 'joints3d': rows['joints3d'], 'joints2d': None,
         'bboxes': rows['bboxes'], 'frame_ids': np.asarray(frame_ids, dtype=np.int64),
         'cam_t': rows['cam_t'], 'kp2d_px': rows['kp2d_px'],
     }
+    entry.update({key: value for key, value in rows.items() if key not in entry and key != 'kp_2d'})
+    return entry
 
 
 def person_results(rows: dict[int, list[dict[str, np.ndarray]]]) -> dict[int, dict[str, np.ndarray | None]]:

@@ -82,8 +82,8 @@ def save_obj(path: str | os.PathLike, verts: np.ndarray, faces: np.ndarray) -> N
     """Write one mesh as Wavefront .obj (vertices in metres, faces 1-based)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ['v %.6f %.6f %.6f' % tuple(v) for v in np.asarray(verts, dtype=np.float64)]
-    lines += ['f %d %d %d' % tuple(f) for f in np.asarray(faces, dtype=np.int64) + 1]
+    lines = ['v {:.6f} {:.6f} {:.6f}'.format(*v) for v in np.asarray(verts, dtype=np.float64)]
+    lines += ['f {:d} {:d} {:d}'.format(*f) for f in np.asarray(faces, dtype=np.int64) + 1]
     path.write_text('\n'.join(lines) + '\n')
 
 

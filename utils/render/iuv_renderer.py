@@ -1,6 +1,6 @@
 """DensePose IUV label maps rendered from SMPL meshes with the weak-perspective crop camera.
 
-This reproduces the conference-era labels that the released checkpoint was trained with (facts §6.7):
+This reproduces the conference-era labels that the released checkpoint was trained with (docs/rendering.md):
 the SMPL vertices are copied to the DensePose vertices, every DensePose face is painted with
 (part id / 24, mean U, mean V) of its corners, no lighting, no anti-aliasing, black background. The
 camera is the original's: a pinhole with focal 5000 px and principal point at the centre of the 224 crop,
