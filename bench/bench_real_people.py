@@ -38,7 +38,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from show_annotations import ANNOTATIONS, MEDIA_DIR, WHEEL_DIR, SourceMissing, load_source  # noqa: E402
+from show_annotations import ANNOTATIONS, MEDIA_DIR, WHEEL_DIR, SourceMissingError, load_source  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LSP_IN_J49 = slice(25, 39)  # the 14 LSP joints among the model's 49 output joints, in the annotation order
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                     if video not in videos:
                         path = args.media_dir / video[len('shared/media/'):]
                         if not path.is_file():
-                            raise SourceMissing(f'{path} not found')
+                            raise SourceMissingError(f'{path} not found')
                         seconds, _ = run_demo(args.repo, ['--vid_file', str(path), '--output_folder',
                                                           str(tmp / 'video'), '--no_render', *extra_args], args.python)
                         videos[video] = tmp / 'video' / path.stem / 'output.pkl'
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       '--no_render', *extra_args], args.python)
                     report.setdefault('seconds', {})[entry['id']] = seconds
                     pkl = tmp / 'out' / entry['id'] / 'output.pkl'
-            except SourceMissing as err:
+            except SourceMissingError as err:
                 print(f'skipped {entry["id"]}: {err}')
                 continue
             report['images'][entry['id']] = score_image(entry, predictions(pkl, frame))

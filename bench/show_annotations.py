@@ -42,7 +42,7 @@ RIGHT = {0, 1, 2, 6, 7, 8}
 LEFT = {3, 4, 5, 9, 10, 11}
 
 
-class SourceMissing(Exception):
+class SourceMissingError(Exception):
     """The image of an annotation entry cannot be obtained here (message says how to get it)."""
 
 
@@ -50,10 +50,10 @@ def read_video_frame(path: Path, index: int) -> np.ndarray:
     """The ``index``-th frame (0-based, decode order) of a video, BGR uint8 (H, W, 3)."""
     cap = cv2.VideoCapture(str(path))
     try:
-        for i in range(index + 1):
+        for _ in range(index + 1):
             ok, frame = cap.read()
             if not ok:
-                raise SourceMissing(f'{path} has fewer than {index + 1} frames')
+                raise SourceMissingError(f'{path} has fewer than {index + 1} frames')
         return frame
     finally:
         cap.release()
@@ -69,19 +69,19 @@ def read_wheel_asset(member: str, wheel_dir: Path) -> np.ndarray:
             if member in zf.namelist():
                 data = np.frombuffer(zf.read(member), np.uint8)
                 return cv2.imdecode(data, cv2.IMREAD_COLOR)
-    raise SourceMissing(f'no ultralytics wheel with {member} in {wheel_dir}; get one with '
+    raise SourceMissingError(f'no ultralytics wheel with {member} in {wheel_dir}; get one with '
                         f'"pip download --no-deps ultralytics -d {wheel_dir}" (or pass --wheel_dir)')
 
 
 def load_source(source: str, media_dir: Path = MEDIA_DIR, wheel_dir: Path = WHEEL_DIR) -> np.ndarray:
     """The image named by an annotation entry's ``source`` field, BGR uint8 (H, W, 3).
 
-    Raises SourceMissing when the file, package or wheel it needs is not available here."""
+    Raises SourceMissingError when the file, package or wheel it needs is not available here."""
     if source.startswith('shared/media/'):
         name, _, frame = source[len('shared/media/'):].partition('#frame=')
         path = media_dir / name
         if not path.is_file():
-            raise SourceMissing(f'{path} not found (the shared media folder next to the repository; '
+            raise SourceMissingError(f'{path} not found (the shared media folder next to the repository; '
                                 f'pass --media_dir to point elsewhere)')
         if frame:
             return read_video_frame(path, int(frame))
@@ -90,11 +90,11 @@ def load_source(source: str, media_dir: Path = MEDIA_DIR, wheel_dir: Path = WHEE
         try:
             import skimage.data
         except ImportError as err:
-            raise SourceMissing('scikit-image is not installed (pip install scikit-image)') from err
+            raise SourceMissingError('scikit-image is not installed (pip install scikit-image)') from err
         return np.ascontiguousarray(skimage.data.astronaut()[:, :, ::-1])
     if source.startswith('ultralytics-wheel:'):
         return read_wheel_asset(source[len('ultralytics-wheel:'):], wheel_dir)
-    raise SourceMissing(f'unknown source kind: {source}')
+    raise SourceMissingError(f'unknown source kind: {source}')
 
 
 def draw_entry(image: np.ndarray, entry: dict) -> np.ndarray:
@@ -143,7 +143,7 @@ def main() -> None:
             continue
         try:
             image = load_source(entry['source'], args.media_dir, args.wheel_dir)
-        except SourceMissing as err:
+        except SourceMissingError as err:
             print(f'skip {entry["id"]}: {err}')
             continue
         if image.shape[:2] != (entry['height'], entry['width']):

@@ -61,7 +61,7 @@ def test_viewer_reads_skimage_source_and_draws_every_visible_joint():
 
 def test_viewer_explains_how_to_get_a_missing_wheel(tmp_path):
     viewer = _viewer()
-    with pytest.raises(viewer.SourceMissing, match='pip download --no-deps ultralytics'):
+    with pytest.raises(viewer.SourceMissingError, match='pip download --no-deps ultralytics'):
         viewer.load_source('ultralytics-wheel:ultralytics/assets/bus.jpg', wheel_dir=tmp_path)
-    with pytest.raises(viewer.SourceMissing, match='--media_dir'):
+    with pytest.raises(viewer.SourceMissingError, match='--media_dir'):
         viewer.load_source('shared/media/skates.png', media_dir=tmp_path)
