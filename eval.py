@@ -26,6 +26,7 @@ from core.evaluation.protocol import (
     format_table,
     load_eval_assets,
     load_model,
+    model_record,
     protocol_description,
 )
 
@@ -89,7 +90,7 @@ def main(args: argparse.Namespace) -> dict:
     report = {
         'dataset': args.dataset,
         'annotation_file': str(dataset.npz_path),
-        'checkpoint': str(args.checkpoint) if args.checkpoint else None,
+        **model_record(args.checkpoint, cfg_file=args.cfg_file, misc=args.misc),
         'protocol': protocol_description(args.dataset),
         'results': results,
         'per_action_pa_mpjpe_mm': {k: v.mean for k, v in evaluator.per_action.items()},

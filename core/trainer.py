@@ -3,11 +3,14 @@
 One `Trainer` runs one process of a run: it builds the model, optimiser and data, renders the DensePose
 labels on the fly (`utils.render.iuv_renderer`, no compiled renderer), computes the losses (`core.losses`),
 validates after every epoch with eval.py's protocol, writes TensorBoard summaries and checkpoints. Under
-torchrun each process runs a `Trainer`; rank 0 logs, validates and saves.
+torchrun each process runs a `Trainer`: every process trains on its shard of each epoch and validates its
+shard of the validation set; rank 0 logs and writes the files. Every decision that leads to a collective
+(stop, skip a step, save, which checkpoint is best) is taken from values agreed by all processes
+(`utils.distributed`), so no process waits for a collective that another never reaches.
 
 A run is resumable exactly: checkpoints hold the model, optimiser, scheduler, epoch, the batch reached in
-the epoch, the run seed and every RNG state, and each sample's augmentation is seeded by its position in
-the epoch (`datasets.sampling`). Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves
+the epoch, the run seed and every process's RNG states, and each sample's augmentation is seeded by its
+position in the epoch (`datasets.sampling`). Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves
 ``model_latest.pt`` and exits; checkpoints are written atomically, so a crash never leaves a torn file.
 """
 from __future__ import annotations
@@ -21,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from core import constants, losses, path_config
@@ -30,7 +32,7 @@ from datasets.base_dataset import AugmentOptions, BaseDataset
 from datasets.mixed_dataset import MixedDataset, apply_fits
 from datasets.sampling import ResumableSampler, SeededSamples, collate_skipping_bad, loader_seed_generator
 from models.pymaf_net import smpl_outputs, without_iuv
-from utils import train_utils
+from utils import distributed, precision, train_utils
 from utils.geometry import estimate_translation
 from utils.iuvmap import iuv_img2map, iuv_map2img
 from utils.saver import load_checkpoint, load_state, read_checkpoint, save_checkpoint
@@ -170,20 +172,18 @@ class Trainer:
 
         if cfg.TRAIN.BAD_SAMPLE_POLICY not in ('skip', 'stop'):
             raise ValueError(f"TRAIN.BAD_SAMPLE_POLICY must be 'skip' or 'stop', got {cfg.TRAIN.BAD_SAMPLE_POLICY!r}")
-        if cfg.TRAIN.AMP not in ('none', 'bf16', 'fp16'):
-            raise ValueError(f"TRAIN.AMP must be 'none', 'bf16' or 'fp16', got {cfg.TRAIN.AMP!r}")
-        if cfg.TRAIN.AMP == 'fp16' and self.device.type != 'cuda':
-            raise ValueError('TRAIN.AMP fp16 needs a GPU; on CPU use bf16')
+        self.amp_dtype = precision.autocast_dtype(cfg.TRAIN.AMP, self.device)
         self.batch_size = max(1, cfg.TRAIN.BATCH_SIZE // info.world_size)
         self.body_paths = path_config.body_model_paths()
         self._build_model()
         self._build_data()
         self.smpl = self._gt_body_model()
         self.iuv_renderer = self._iuv_renderer() if self.aux_supervision else None
-        self.scaler = torch.amp.GradScaler('cuda') if cfg.TRAIN.AMP == 'fp16' else None
+        self.scaler = torch.amp.GradScaler('cuda') if self.amp_dtype == torch.float16 else None
 
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.skipped = 0
+        self.stopping = False  # a stop was requested on some process (agreed by all in `train_step`)
         self.best_pa_mpjpe = float('inf')
         if resume_state:
             self._resume(resume_state)
@@ -256,7 +256,7 @@ class Trainer:
                                        pin_memory=self.cfg.TRAIN.PIN_MEMORY and self.device.type == 'cuda',
                                        generator=loader_seed_generator(self.seed), drop_last=True)
         self.val_ds = None
-        if opts.eval_dataset and opts.eval_dataset.lower() != 'none' and self.info.is_main:
+        if opts.eval_dataset and opts.eval_dataset.lower() != 'none':
             self.val_ds = BaseDataset(opts.eval_dataset, is_train=False, options=AugmentOptions(img_res=opts.img_res),
                                       npz_path=opts.eval_npz, img_dir=opts.eval_img_dir)
             self._load_eval_assets()
@@ -323,10 +323,9 @@ class Trainer:
         return targets
 
     def _autocast(self):
-        if self.cfg.TRAIN.AMP == 'none':
+        if self.amp_dtype is None:
             return nullcontext()
-        dtype = torch.bfloat16 if self.cfg.TRAIN.AMP == 'bf16' else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def forward(self, images: torch.Tensor) -> tuple[list[dict], list[dict]]:
         """``(supervised smpl outputs, IUV head outputs)`` of a batch of crops, in fp32."""
@@ -346,11 +345,17 @@ class Trainer:
         return [as_fp32(p) for p in smpl_out], [as_fp32(d) for d in dp_out]
 
     def train_step(self, batch: dict) -> dict | None:
-        """One optimisation step; returns the loss values and what visualisation needs, or None if skipped."""
-        self._check_bad_samples(batch['bad_samples'])
-        has_data = 'img' in batch
-        ok = train_utils.all_ranks_agree(has_data, self.info)
-        if not ok:
+        """One optimisation step; returns the loss values and what visualisation needs, or None if skipped.
+
+        Sets ``self.stopping`` and takes no step when any process has been asked to stop (`StopRequest`).
+        """
+        stop_votes, bad_total, empty_batches = distributed.sum_across_ranks(
+            [self.stop.requested, len(batch['bad_samples']), 'img' not in batch], self.info)
+        if stop_votes:
+            self.stopping = True
+            return None
+        self._check_bad_samples(batch['bad_samples'], int(bad_total))
+        if empty_batches:
             self._skip(f'step {self.step}: no readable sample in a batch of some process')
             return None
         images = batch['img'].to(self.device, non_blocking=True)
@@ -363,7 +368,7 @@ class Trainer:
                                     self.options.gt_train_weight)
         loss = sum(loss_terms.values())
         finite = bool(torch.isfinite(loss).item())
-        if not train_utils.all_ranks_agree(finite, self.info):
+        if not distributed.all_ranks_agree(finite, self.info):
             bad_terms = [k for k, v in loss_terms.items() if not torch.isfinite(v)]
             names = ', '.join(str(n) for n in batch['imgname'])
             self._skip(f'step {self.step}: non-finite loss ({", ".join(bad_terms) or "on another process"}) '
@@ -393,19 +398,23 @@ class Trainer:
         max_norm = self.cfg.TRAIN.GRAD_CLIP if self.cfg.TRAIN.GRAD_CLIP > 0 else float('inf')
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
-    def _skip(self, message: str) -> None:
+    def _skip(self, message: str, count: int = 1) -> None:
+        """Apply the bad-data policy to ``count`` bad samples or steps (the same count on every process)."""
         if self.cfg.TRAIN.BAD_SAMPLE_POLICY == 'stop':
             raise BadDataError(message + " (TRAIN.BAD_SAMPLE_POLICY is 'stop'; 'skip' reports and goes on)")
-        self.skipped += 1
+        self.skipped += count
         logger.warning('skipped: %s (%d skipped so far)', message, self.skipped)
         limit = self.cfg.TRAIN.MAX_SKIPPED
         if 0 <= limit < self.skipped:
             raise BadDataError(f'more than TRAIN.MAX_SKIPPED={limit} bad samples or steps; last: {message}')
 
-    def _check_bad_samples(self, bad: list[str]) -> None:
+    def _check_bad_samples(self, bad: list[str], total: int) -> None:
+        """Report this process's bad samples by name; ``total`` counts those of all processes."""
         for message in bad:
             self._skip(f'bad sample in {self.train_ds.__class__.__name__} '
                        f'{getattr(self.train_ds, "dataset", "")}: {message}')
+        if total > len(bad):
+            self._skip(f'{total - len(bad)} bad sample(s) on other processes', count=total - len(bad))
 
     # ------------------------------------------------------------------------------------------ the loop
     def fit(self) -> dict:
@@ -421,7 +430,8 @@ class Trainer:
         return results
 
     def _done(self) -> bool:
-        return self.stop.requested or (self.options.max_steps > 0 and self.step >= self.options.max_steps)
+        """Whether to stop; the same answer on every process (``stopping`` is agreed, the step count shared)."""
+        return self.stopping or (self.options.max_steps > 0 and self.step >= self.options.max_steps)
 
     def train_epoch(self) -> bool:
         """Train the rest of the current epoch; False when stopped early (checkpoint saved)."""
@@ -441,6 +451,8 @@ class Trainer:
             batch = next(loader)
             self.timings['data_s'] += time.perf_counter() - start
             out = self.train_step(batch)
+            if self.stopping:  # this batch was not trained on; a resumed run starts with it
+                continue
             self.timings['step_s'] += time.perf_counter() - start
             self.timings['samples'] += len(batch.get('imgname', []))
             self.batch_in_epoch += 1
@@ -453,13 +465,14 @@ class Trainer:
         return True
 
     def end_of_epoch(self) -> dict:
-        """Validate (rank 0), step the LR schedule, save latest/epoch/best checkpoints."""
+        """Validate (all processes, results reduced over them), step the LR schedule, save latest/epoch/best
+        checkpoints."""
         results = self.validate() if self.val_ds is not None else {}
         self.epoch += 1
         self.batch_in_epoch = 0
         self.scheduler.step()
         if self.writer is not None:
-            self.writer.add_scalar('lr/model_lr', self.optimizer.param_groups[0]['lr'], self.epoch)
+            self.writer.add_scalar('lr/model_lr_epoch', self.optimizer.param_groups[0]['lr'], self.epoch)
         is_best = bool(results) and results['pa_mpjpe_mm'] < self.best_pa_mpjpe
         if is_best:
             self.best_pa_mpjpe = results['pa_mpjpe_mm']
@@ -479,7 +492,7 @@ class Trainer:
         if self.step % self.cfg.TRAIN.LOG_FREQ == 0 or self.step == 1:
             for name, value in out['losses'].items():
                 self.writer.add_scalar(f'losses/{name}', value, self.step)
-            self.writer.add_scalar('lr/model_lr', self.optimizer.param_groups[0]['lr'], self.step)
+            self.writer.add_scalar('lr/model_lr_step', self.optimizer.param_groups[0]['lr'], self.step)
             self.writer.add_scalar('grad/norm', out['grad_norm'], self.step)
             self.writer.add_scalar('data/skipped', self.skipped, self.step)
         if self.step % self.cfg.TRAIN_VIS_ITER_FERQ == 0:
@@ -509,17 +522,23 @@ class Trainer:
     def validate(self) -> dict:
         """eval.py's metrics on ``--eval_dataset`` for the final loop output (and every loop with
         ``TRAIN.VAL_LOOP``); logged as ``eval_error/<metric>_<loop>`` (loop -1 = final). Returns the final
-        loop's results (mm)."""
+        loop's results (mm).
+
+        Each process evaluates every ``world_size``-th sample; the sums and counts of the metrics are then
+        added over the processes, so every process returns the same results, those of the whole set.
+        """
         from tqdm import tqdm
 
         from core.evaluation.evaluator import Evaluator
 
         model = unwrap(self.model)
         model.eval()
-        loader = DataLoader(self.val_ds, batch_size=self.cfg.TEST.BATCH_SIZE, shuffle=False,
-                            num_workers=min(self.cfg.TRAIN.NUM_WORKERS, 4))
+        shard = torch.utils.data.Subset(self.val_ds, distributed.shard_indices(len(self.val_ds), self.info))
+        loader = DataLoader(shard, batch_size=self.cfg.TEST.BATCH_SIZE, shuffle=False,
+                            num_workers=min(self.cfg.TRAIN.NUM_WORKERS // self.info.world_size, 4))
         evaluators = {}
-        for batch_idx, batch in enumerate(tqdm(loader, desc=f'validate {self.options.eval_dataset}', leave=False)):
+        for batch_idx, batch in enumerate(tqdm(loader, desc=f'validate {self.options.eval_dataset}', leave=False,
+                                               disable=not self.info.is_main)):
             images = batch['img'].to(self.device)
             if self.options.regressor == 'pymaf_net':
                 outputs = model(images, **without_iuv(model))[0]['smpl_out']
@@ -535,7 +554,7 @@ class Trainer:
                 grid = self._mesh_grid().prediction_grid(images, outputs[-1]['verts'], outputs[-1]['pred_cam'],
                                                          self.cfg.TRAIN.VIS_SAMPLES)
                 self.writer.add_image(f'valid/mesh_pred_{batch_idx}', grid, self.epoch, dataformats='HWC')
-        results = {loop: ev.results() for loop, ev in evaluators.items()}
+        results = self._merge_validation(evaluators)
         if self.writer is not None:
             names = {'mpjpe_mm': 'mpjpe', 'pa_mpjpe_mm': 'pa-mpjpe', 'pve_mm': 'pve'}
             for loop, res in results.items():
@@ -548,12 +567,28 @@ class Trainer:
                     f'{final["pve_mm"]:.2f}' if 'pve_mm' in final else 'n/a')
         return final
 
+    def _merge_validation(self, evaluators: dict) -> dict:
+        """``{loop: results}`` of the whole validation set from every process's evaluators (a collective)."""
+        from core.evaluation.evaluator import Evaluator
+        from core.evaluation.metrics import RunningAverage
+
+        local = {loop: {name: (avg.total, avg.count) for name, avg in ev.metrics.items()}
+                 for loop, ev in evaluators.items()}
+        results = {}
+        for loop, totals in distributed.sum_running_totals(local, self.info).items():
+            merged = Evaluator(self.options.eval_dataset, self.eval_smpl, self.j_regressor_h36m, self.options.eval_pve)
+            for name, (total, count) in totals.items():
+                merged.metrics[name] = RunningAverage()
+                merged.metrics[name].total, merged.metrics[name].count = total, count
+            results[loop] = merged.results()
+        return results
+
     # ------------------------------------------------------------------------------------- checkpoints
     def save(self, name: str, full: bool = True) -> Path | None:
-        """Write ``checkpoints/<name>`` (rank 0): with ``full``, everything an exact resume needs; otherwise
-        the weights, config and position only (the per-epoch and best files, a third of the size)."""
-        if self.info.distributed:
-            dist.barrier()
+        """Write ``checkpoints/<name>`` (rank 0; every process calls it): with ``full``, everything an exact
+        resume needs, every process's RNG states included; otherwise the weights, config and position only
+        (the per-epoch and best files, without the optimiser state)."""
+        rng = distributed.gather_objects(train_utils.rng_state(), self.info) if full else None
         if not self.info.is_main or self.log_dir is None:
             return None
         extra = {'seed': self.seed, 'skipped': self.skipped, 'best_pa_mpjpe': self.best_pa_mpjpe,
@@ -561,7 +596,7 @@ class Trainer:
                  'world_size': self.info.world_size,
                  'body_model': 'standin' if self.body_paths.is_standin else 'smpl'}
         if full:
-            extra.update(rng=train_utils.rng_state(), scheduler=self.scheduler.state_dict())
+            extra.update(rng=rng, scheduler=self.scheduler.state_dict())
             if self.scaler is not None:
                 extra['scaler'] = self.scaler.state_dict()
         path = save_checkpoint(self.log_dir / 'checkpoints' / name, self.model, self.optimizer if full else None,
@@ -580,7 +615,8 @@ class Trainer:
         self.skipped = state.get('skipped', 0)
         self.best_pa_mpjpe = state.get('best_pa_mpjpe', float('inf'))
         if state.get('world_size', 1) == self.info.world_size:
-            train_utils.set_rng_state(state['rng'])
+            rng = state['rng']  # one state per process (a dict in single-process checkpoints of older versions)
+            train_utils.set_rng_state(rng[self.info.rank] if isinstance(rng, list) else rng)
         else:
             logger.warning('resuming with %d processes instead of %d: the data order continues, the RNG '
                            'streams do not', self.info.world_size, state.get('world_size', 1))

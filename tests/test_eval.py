@@ -1,6 +1,7 @@
 """eval.py end to end on a synthetic dataset, and the evaluator's protocol on known predictions."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -84,6 +85,10 @@ def test_eval_cli_end_to_end(synth_set, checkpoint, tmp_path, capsys):
     saved = json.load(open(json_file))
     assert saved['dataset'] == '3dpw' and 'Procrustes' in saved['protocol']['alignment_pa']
     assert 'gendered' in saved['protocol']['ground_truth']
+    with open(checkpoint, 'rb') as f:
+        assert saved['checkpoint']['sha256'] == hashlib.sha256(f.read()).hexdigest()
+    assert saved['checkpoint']['path'] == checkpoint and 'MODEL:' in saved['config']
+    assert saved['body_model'] == {'network': 'standin', 'evaluation': 'standin', 'official_smpl': False}
     res = saved['results']
     assert res['num_samples'] == 6 and res == report['results']
     assert all(np.isfinite(res[k]) and res[k] > 0 for k in ('mpjpe_mm', 'pa_mpjpe_mm', 'pve_mm'))

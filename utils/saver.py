@@ -6,6 +6,7 @@ file in the same folder, then a rename), so an interrupted save never leaves a h
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -57,14 +58,18 @@ def atomic_torch_save(payload: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def read_checkpoint(path: str | os.PathLike, map_location='cpu') -> dict:
-    """Load a checkpoint file on any device; a bare state_dict is wrapped as ``{'model': ...}``."""
+def read_checkpoint(path: str | os.PathLike, map_location='cpu', mmap: bool = False) -> dict:
+    """Load a checkpoint file on any device; a bare state_dict is wrapped as ``{'model': ...}``.
+
+    ``mmap`` maps the tensors' bytes instead of reading them (cheap when only the other fields are needed;
+    files of the zip format that torch.save writes since PyTorch 1.6).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint {path} not found (the released PyMAF checkpoint goes to '
                                 'data/pretrained_model/PyMAF_model_checkpoint.pt; see data/README.md)')
     try:
-        data = torch.load(path, map_location=map_location, weights_only=False)
+        data = torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
     except Exception as err:  # noqa: BLE001 (any unpickling failure means "not a checkpoint")
         raise CheckpointError(f'{path} is not a readable PyTorch checkpoint: {err}') from None
     if isinstance(data, dict) and 'model' not in data and all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -117,3 +122,12 @@ def load_state(model: torch.nn.Module, data: dict, source: str | os.PathLike, st
     if optimizer is not None and data.get('optimizer') is not None:
         optimizer.load_state_dict(data['optimizer'])
     return data
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()

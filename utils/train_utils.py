@@ -146,11 +146,3 @@ def prepare_log_dir(cfg, log_root: str | os.PathLike, options: dict, resume: boo
         f.write(cfg.dump())
     return log_dir
 
-
-def all_ranks_agree(flag: bool, info: DistInfo) -> bool:
-    """True only if ``flag`` is True on every process (a collective call under distributed training)."""
-    if not info.distributed:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=info.device if dist.get_backend() == 'nccl' else 'cpu')
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item() > 0)

@@ -62,6 +62,41 @@ def load_model(checkpoint: str | os.PathLike | None, device: torch.device, cfg_f
     return model.to(device).eval()
 
 
+def model_record(checkpoint: str | os.PathLike | None, cfg_file: str | None = None,
+                 misc: list[str] | None = None) -> dict:
+    """What the numbers were computed with, for the results file.
+
+    Returns:
+        ``checkpoint``: path, SHA-256, size and training position (None without a checkpoint); ``config``:
+        the YAML of the config the network was built with (as `load_model` builds it); ``body_model``: the
+        body model the network was trained with and the one the metrics are computed with, 'smpl'
+        (official) or 'standin' (the project's stand-in body: such numbers are not comparable with the
+        paper's), and ``official_smpl`` when both are the official SMPL.
+    """
+    from core import path_config
+    from models.build import checkpoint_cfg, checkpoint_holds_body_model
+    from models.smpl import SMPL
+    from utils.saver import file_sha256, read_checkpoint
+
+    data = read_checkpoint(checkpoint, mmap=True) if checkpoint else None
+    paths = path_config.body_model_paths()
+    evaluation_body = 'standin' if paths.is_standin else 'smpl'
+    network_body = evaluation_body
+    if data is not None and data.get('body_model'):
+        network_body = data['body_model']
+    elif data is not None and checkpoint_holds_body_model(data):
+        # Arrays carried by the checkpoint (the released one holds the official SMPL's): the local body or the other.
+        same = torch.equal(data['model']['regressor.0.smpl.v_template'].float(), SMPL(paths.smpl_dir).v_template)
+        network_body = evaluation_body if same else {'smpl': 'standin', 'standin': 'smpl'}[evaluation_body]
+    record = None
+    if data is not None:
+        record = {'path': str(checkpoint), 'sha256': file_sha256(checkpoint), 'size_bytes': os.path.getsize(checkpoint),
+                  'epoch': data.get('epoch'), 'total_step_count': data.get('total_step_count')}
+    return {'checkpoint': record, 'config': checkpoint_cfg(data, cfg_file, misc).dump(),
+            'body_model': {'network': network_body, 'evaluation': evaluation_body,
+                           'official_smpl': network_body == evaluation_body == 'smpl'}}
+
+
 def load_eval_assets(device: torch.device) -> tuple[dict, torch.Tensor]:
     """Neutral, male and female SMPL and the H36M regressor, from ``core.path_config``."""
     from core import path_config
