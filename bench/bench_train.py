@@ -7,7 +7,11 @@ DensePose labels, for fp32 and bf16 (CPU by default; on a GPU with --device cuda
     python3 bench/bench_train.py --amp bf16 --misc TRAIN.CHANNELS_LAST True
 
 Runs train.py's Trainer on a synthetic set it renders into a temporary folder; the first --warmup steps are
-not timed. Prints one line per precision and a JSON summary.
+not timed. Prints one line per precision (with the dtype the forward pass really ran in: bf16 falls back to
+fp32 where the device lacks native bf16, see utils/precision.py), the CPU's bf16 flags and a JSON summary.
+--force_bf16 runs bf16 autocast even there, to measure what the fallback avoids; with
+ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 in the environment a CPU with AVX512-BF16 behaves as an
+AVX2-only one.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--misc', nargs='*', default=[], help='extra config overrides, KEY VALUE pairs, as train.py')
+    parser.add_argument('--force_bf16', action='store_true',
+                        help='bf16 autocast for --amp bf16 even where the device has no native bf16 (measurement only)')
     return parser.parse_args(argv)
 
 
@@ -52,6 +58,10 @@ def run(args: argparse.Namespace, amp: str, npz: str, img_dir: str) -> dict:
     train_args = parse_train_args(argv)
     cfg = cfgs.load_cfg(train_args.cfg_file, train_args.misc)
     trainer = Trainer(train_args, cfg, init_distributed(**train_args.distributed_setup()), log_dir=None)
+    if amp == 'bf16' and args.force_bf16:
+        import torch
+
+        trainer.amp_dtype = torch.bfloat16
     trainer.sampler.set_epoch(0)
     loader = iter(trainer.train_loader)
     timings = {'data_s': 0.0, 'iuv_render_s': 0.0, 'step_s': 0.0}
@@ -71,7 +81,8 @@ def run(args: argparse.Namespace, amp: str, npz: str, img_dir: str) -> dict:
             timings['iuv_render_s'] += trainer.timings['iuv_render_s']
             timings['step_s'] += total
     samples = args.steps * args.batch_size
-    return {'amp': amp, 'batch_size': args.batch_size, 'samples_per_s': samples / timings['step_s'],
+    return {'amp': amp, 'dtype': str(trainer.amp_dtype or 'torch.float32').removeprefix('torch.'),
+            'batch_size': args.batch_size, 'samples_per_s': samples / timings['step_s'],
             'step_ms': 1000 * timings['step_s'] / args.steps,
             'data_share': timings['data_s'] / timings['step_s'],
             'iuv_render_share': timings['iuv_render_s'] / timings['step_s']}
@@ -81,6 +92,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     import torch
 
     from datasets.synthetic import generate_dataset
+    from utils.precision import CPU_BF16_FLAGS, cpu_flags, native_bf16
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,11 +103,16 @@ def main(args: argparse.Namespace) -> list[dict]:
         for amp in args.amp:
             res = run(args, amp, npz, tmp)
             results.append(res)
-            print(f'{amp:5s} batch {res["batch_size"]}: {res["samples_per_s"]:.2f} samples/s, '
+            print(f'{amp:5s} ({res["dtype"]}) batch {res["batch_size"]}: {res["samples_per_s"]:.2f} samples/s, '
                   f'step {res["step_ms"]:.0f} ms, '
                   f'data loading {100 * res["data_share"]:.1f} %, IUV rendering {100 * res["iuv_render_share"]:.1f} %')
+    bf16_flags = sorted(cpu_flags() & set(CPU_BF16_FLAGS))
+    print(f'native bf16 on {args.device}: {native_bf16(torch.device(args.device))} (CPU bf16 flags: '
+          f'{", ".join(bf16_flags) or "none"}; ONEDNN_MAX_CPU_ISA={os.environ.get("ONEDNN_MAX_CPU_ISA", "-")}, '
+          f'ATEN_CPU_CAPABILITY={os.environ.get("ATEN_CPU_CAPABILITY", "-")})')
     print(json.dumps({'device': args.device, 'threads': torch.get_num_threads(), 'cfg_file': args.cfg_file,
-                      'cpu_count': os.cpu_count(), 'results': results}))
+                      'cpu_count': os.cpu_count(), 'cpu_bf16_flags': bf16_flags,
+                      'torch_cpu_capability': torch.backends.cpu.get_cpu_capability(), 'results': results}))
     return results
 
 

@@ -229,6 +229,12 @@ class Trainer:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         elif self.cfg.TRAIN.SYNC_BN:
             logger.info('synchronised batch norm needs GPUs; CPU processes keep per-process batch norm')
+        from models.build import is_body_model_key
+
+        # The body-model arrays are constants read from the same files by every process: broadcasting them
+        # before every forward pass, as DDP does with buffers, would move tens of MB per step for nothing.
+        body_buffers = [name for name, _ in self.model.named_buffers() if is_body_model_key(name)]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, body_buffers)
         device_ids = [self.device.index] if self.device.type == 'cuda' else None
         self.model = DistributedDataParallel(self.model, device_ids=device_ids, find_unused_parameters=True)
 

@@ -152,3 +152,35 @@ def test_solver_type_selects_the_optimiser():
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults['momentum'] == 0.9 and sgd.defaults['lr'] == 0.01
     with pytest.raises(ValueError, match='SOLVER.TYPE .*Adam, SGD'):
         build_optimizer(params, cfgs.load_cfg(None, ['SOLVER.TYPE', 'RMSprop']).SOLVER)
+
+
+@pytest.mark.parametrize('flags, kernels, expected', [
+    ({'avx2', 'avx512_f'}, 'AVX512', None), ({'avx2', 'avx512_bf16'}, 'AVX512', torch.bfloat16),
+    ({'amx_bf16'}, 'AVX512', torch.bfloat16), ({'avx512_bf16'}, 'AVX2', None)])
+def test_bf16_only_on_cpus_that_compute_it(monkeypatch, caplog, flags, kernels, expected):
+    """bf16 autocast where the CPU has AVX512-BF16 or AMX and torch's AVX-512 kernels run; elsewhere fp32,
+    said once."""
+    from utils import precision
+
+    monkeypatch.setattr(precision, 'cpu_flags', lambda: flags)
+    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability', lambda: kernels)
+    monkeypatch.setattr(precision, '_warned', set())
+    cpu = torch.device('cpu')
+    with caplog.at_level('WARNING', logger='utils.precision'):
+        assert precision.autocast_dtype('bf16', cpu) == expected
+        assert precision.autocast_dtype('bf16', cpu) == expected
+    assert len([r for r in caplog.records if 'fp32 instead' in r.getMessage()]) == (1 if expected is None else 0)
+    assert precision.autocast_dtype('none', cpu) is None
+    with pytest.raises(ValueError, match='needs a GPU'):
+        precision.autocast_dtype('fp16', cpu)
+
+
+def test_cpu_flags_from_torch_and_from_cpuinfo_agree(monkeypatch):
+    """torch's CPU detection and Linux's /proc/cpuinfo (the fallback for torch versions without it) agree."""
+    from utils import precision
+
+    from_torch = precision.cpu_flags() & set(precision.CPU_BF16_FLAGS)
+    monkeypatch.delattr(torch.cpu, 'get_capabilities', raising=False)
+    from_cpuinfo = precision.cpu_flags()
+    assert 'fpu' in from_cpuinfo or 'fp' in from_cpuinfo or 'sse2' in from_cpuinfo
+    assert from_cpuinfo & set(precision.CPU_BF16_FLAGS) == from_torch

@@ -39,13 +39,15 @@ def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 matrix products and convolutions in hardware (not emulated).
 
     CUDA: the GPU supports bf16 without emulation. CPU: one of `CPU_BF16_FLAGS` is present (AVX512-BF16,
-    AMX-BF16). Other devices: False.
+    AMX-BF16) and torch's kernels are not limited below AVX-512 (``ATEN_CPU_CAPABILITY=avx2`` or a build
+    without AVX-512 kernels). Other devices: False.
     """
     device = torch.device(device)
     if device.type == 'cuda':
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == 'cpu':
-        return bool(cpu_flags() & set(CPU_BF16_FLAGS))
+        kernels = torch.backends.cpu.get_cpu_capability()
+        return bool(cpu_flags() & set(CPU_BF16_FLAGS)) and kernels.startswith('AVX512')
     return False
 
 
