@@ -106,3 +106,22 @@ def test_shipped_demo_weights_beat_the_mean_pose(tmp_path):
     trained, mean = scores['trained'], scores['mean']
     assert trained['mpjpe_mm'] < 0.6 * mean['mpjpe_mm'] and trained['pve_mm'] < 0.6 * mean['pve_mm']
     assert trained['pa_mpjpe_mm'] < 0.85 * mean['pa_mpjpe_mm']
+
+
+def test_checkpoints_store_each_body_array_once(lite_model, tmp_path):
+    """The released layout (a body model under every regressor, a downsampling matrix under every extractor)
+    with one tensor behind the copies, also after a dtype round trip, so a file holds each array once."""
+    model, node = lite_model
+    model = model.double().float()
+    assert all(r.smpl is model.regressor[0].smpl for r in model.regressor)
+    assert all(m.Dmap is model.maf_extractor[0].Dmap for m in model.maf_extractor)
+    state = model.state_dict()
+    assert {'regressor.2.smpl.posedirs', 'maf_extractor.2.Dmap'} <= state.keys()
+    unique = {v.untyped_storage().data_ptr(): v.untyped_storage().nbytes() for v in state.values()}
+    everything = sum(v.untyped_storage().nbytes() for v in state.values())
+    path = save_checkpoint(tmp_path / 'model.pt', model, cfg=node)
+    assert path.stat().st_size < sum(unique.values()) + 1_000_000 < everything - 50_000_000
+    reloaded = build_from_checkpoint(read_checkpoint(path), path).eval()
+    assert reloaded.regressor[1].smpl is reloaded.regressor[0].smpl
+    images = torch.randn(2, 3, 224, 224)
+    assert torch.equal(_final_verts(model.eval(), images), _final_verts(reloaded, images))
