@@ -11,20 +11,21 @@ Examples::
 Stages: detection + tracking, regression (batched over person crops), optional smoothing, saving
 (output.pkl, output.npz, optional .obj meshes), optional rendering (overlay video + PNG frames).
 Results go to ``<output_folder>/<input name>/``; they are written to a temporary folder first and moved
-in at the end, so a failed run leaves existing outputs untouched. See docs/demo.md for every field.
+in at the end, so a failed or interrupted run leaves existing outputs untouched, and a run that finds
+nobody writes no result files. Mistakes print one ``error:`` line (utils/cli.py). See docs/demo.md.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from utils import cli
 
 REPO_ROOT = Path(__file__).resolve().parent
 DEMO_WEIGHTS_DIR = REPO_ROOT / 'assets' / 'demo_weights'  # tests point it elsewhere
@@ -32,7 +33,7 @@ DEMO_WEIGHTS_DIR = REPO_ROOT / 'assets' / 'demo_weights'  # tests point it elsew
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: the original's flags with their meanings, plus ours (marked 'new')."""
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+    p = cli.ArgumentParser(description=__doc__.split('\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     inp = p.add_argument_group('input (exactly one)')
     inp.add_argument('--vid_file', type=str, default=None, help='input video (any container OpenCV reads)')
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class DemoError(Exception):
+class DemoError(cli.UserError):
     """A user-facing error: printed as one line, exit status 1."""
 
 
@@ -196,7 +197,33 @@ def check_flags(args: argparse.Namespace) -> list[str]:
         args.smooth = False
     if args.img_file and args.max_frames:
         notes.append('--max_frames is ignored for a single image')
+    check_values(args)
     return notes
+
+
+def check_values(args: argparse.Namespace) -> None:
+    """Numbers, device, config and places, before any work. Raises `utils.cli.UserError`."""
+    if args.max_frames is not None:
+        cli.check_min('--max_frames', args.max_frames)
+    cli.check_min('--yolo_img_size', args.yolo_img_size, 32)
+    cli.check_min('--min_track_len', args.min_track_len)
+    cli.check_min('--max_track_gap', args.max_track_gap, 0)
+    cli.check_min('--bbox_smooth', args.bbox_smooth, 0)
+    cli.check_positive('--bbox_scale', args.bbox_scale)
+    cli.check_positive('--smooth_min_cutoff', args.smooth_min_cutoff)
+    cli.check_min('--smooth_beta', args.smooth_beta, 0)
+    if args.det_threshold is not None and not 0 <= args.det_threshold <= 1:
+        raise DemoError(f'--det_threshold must lie in [0, 1], got {args.det_threshold}', 'pass e.g. 0.5')
+    cli.check_device(args.device)
+    cli.check_writable_dir(args.output_folder, '--output_folder')
+    if args.recon_result_file:
+        cli.check_input_file(args.recon_result_file, '--recon_result_file', 'result file')
+    else:
+        from core.cfgs import load_cfg
+
+        if args.cfg_file:
+            cli.check_input_file(args.cfg_file, '--cfg_file', 'config file')
+        load_cfg(args.cfg_file, args.misc)
 
 
 def resolve_checkpoint(args: argparse.Namespace) -> tuple[Path | None, str]:
@@ -347,6 +374,12 @@ def detect_and_track(args, source, device, log, timer) -> tuple:
     for indices, frames in source.batches(args.tracker_batch_size):
         for i, frame in zip(indices, frames):
             sizes[i] = (frame.shape[1], frame.shape[0])
+            first = sizes[min(sizes)]
+            if not image_mode and sizes[i] != first:
+                name = source.names[i] if i < len(source.names) else f'frame {i}'
+                raise DemoError(f'{name} is {sizes[i][0]}x{sizes[i][1]} but the first frame is {first[0]}x{first[1]}: '
+                                'the frames of one video must share a size',
+                                'for a folder of independent images add --image_based')
         if detector is None:
             dets_per_frame += [np.zeros((0, 5), np.float32)] * len(frames)
         else:
@@ -480,16 +513,19 @@ def render(args, source, results, faces, out_dir, device, timer) -> int:
     return count
 
 
-def publish(tmp_dir: Path, out_dir: Path) -> None:
-    """Move the finished outputs into the output folder, replacing only files of the same names."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for item in sorted(tmp_dir.rglob('*')):
-        target = out_dir / item.relative_to(tmp_dir)
-        if item.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(item), str(target))
+def saved_faces(result_file: str | Path) -> np.ndarray:
+    """Triangles for re-rendering a result file: the ``faces`` of the output.npz beside it, else the body model's."""
+    npz = Path(result_file).with_name('output.npz')
+    if npz.is_file():
+        try:
+            with np.load(npz) as data:
+                if 'faces' in data.files:
+                    return np.asarray(data['faces'], dtype=np.int64)
+        except (OSError, ValueError):
+            pass
+    from models.smpl import get_smpl_faces
+
+    return get_smpl_faces()
 
 
 def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarray | None = None) -> dict:
@@ -515,11 +551,14 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
     log(f'input: {source.kind} {input_path} ({len(source)} frames, {source.width}x{source.height}, '
         f'{source.fps:.2f} fps); device: {device}; output: {out_dir}')
     timer = StageTimer()
-    Path(args.output_folder).mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f'.{name}.tmp-', dir=args.output_folder))
-    try:
+    rendered = 0
+    with cli.staged_output(out_dir) as tmp_dir:
         if args.recon_result_file:
             results = load_output_pkl(args.recon_result_file)
+            if faces is None:
+                faces = saved_faces(args.recon_result_file)
+            if not results:
+                log(f'nobody in {args.recon_result_file}: nothing to render')
         else:
             predictor = build_predictor(args, device, log, model_factory)
             smpl = predictor.body_model
@@ -546,13 +585,10 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
                 from models.smpl import get_smpl_faces
 
                 faces = get_smpl_faces()
-            save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
-        rendered = 0
+            if results:
+                save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
         if not args.no_render and results:
             rendered = render(args, source, results, faces, tmp_dir, device, timer)
-        publish(tmp_dir, out_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     summary = {'frames': len(source), 'people': len(results), 'output': str(out_dir), 'device': str(device),
                'rendered': rendered, 'seconds': dict(timer.seconds),
                'total_seconds': time.perf_counter() - total_start}
@@ -574,9 +610,7 @@ def run_live_demo(args: argparse.Namespace, log=print, model_factory=None, faces
     out_dir = Path(args.output_folder) / 'webcam'
     log(f'input: live {args.webcam}; device: {device}; output: {out_dir}')
     timer = StageTimer()
-    Path(args.output_folder).mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix='.webcam.tmp-', dir=args.output_folder))
-    try:
+    with cli.staged_output(out_dir) as tmp_dir:
         predictor = build_predictor(args, device, log, model_factory)
         smpl = predictor.body_model
         if faces is None:
@@ -592,32 +626,21 @@ def run_live_demo(args: argparse.Namespace, log=print, model_factory=None, faces
 
             attach_keypoints(results, detector.landmarks)
         timer.add('live', time.perf_counter() - start, len(source))
-        save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
-        publish(tmp_dir, out_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if results:
+            save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
     log(f'done: {len(source)} frames, {len(results)} people -> {out_dir}')
     return {'frames': len(source), 'people': len(results), 'output': str(out_dir), 'device': str(device),
             'rendered': 0 if args.no_render else len(source), 'total_seconds': time.perf_counter() - start}
 
 
 def main(argv: list[str] | None = None, **run_kwargs) -> int:
-    """CLI entry point: returns the exit status (0 ok, 1 bad input or missing files).
+    """CLI entry point: returns the exit status (0 ok, 1 a user's mistake, 2 a bug, 130 Ctrl-C; utils/cli.py).
 
     ``run_kwargs`` go to `run` (``model_factory``, ``faces``).
     """
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     logging.getLogger('core.path_config').setLevel(logging.ERROR)  # the demo announces the stand-in itself
-    args = build_parser().parse_args(argv)
-    try:
-        run(args, **run_kwargs)
-    except DemoError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError, ImportError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    return 0
+    return cli.run_main(lambda: run(build_parser().parse_args(argv), **run_kwargs), prog='demo.py')
 
 
 if __name__ == '__main__':

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
+from utils.cli import InputError
+
 _C = CN()
 _C.LOGDIR = ''                     # training log folder (set by train.py; recorded in the run's cfg.yaml)
 _C.VAL_VIS_BATCH_FREQ = 200        # visualise every N validation batches
@@ -97,13 +99,36 @@ def get_cfg_defaults() -> CN:
     return _C.clone()
 
 
+class ConfigError(InputError, KeyError):
+    """A config file or ``--misc`` override that cannot be applied (unknown key, bad value, not YAML)."""
+
+
 def _merge_file(node: CN, cfg_file: str | os.PathLike) -> None:
-    if not Path(cfg_file).is_file():
+    """Merge a YAML file into ``node``; every problem with the file is a `ConfigError` naming it."""
+    import yaml
+
+    path = Path(cfg_file)
+    if not path.is_file():
         raise FileNotFoundError(f'config file {cfg_file} not found')
     try:
-        node.merge_from_file(str(cfg_file))
+        with open(path, encoding='utf-8') as f:
+            loaded = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f'{cfg_file} is not a readable YAML file ({type(err).__name__})',
+                          'give --cfg_file a yacs config such as configs/pymaf_config.yaml') from None
+    if loaded is None:
+        return
+    if not isinstance(loaded, dict):
+        raise ConfigError(f'{cfg_file} holds a {type(loaded).__name__}, not a mapping of config keys',
+                          'give --cfg_file a yacs config such as configs/pymaf_config.yaml')
+    try:
+        node.merge_from_other_cfg(CN(loaded))  # CN() itself rejects values of unsupported types
     except KeyError as err:
-        raise KeyError(f'{cfg_file}: unknown config key {err}') from None
+        raise ConfigError(f'{cfg_file}: unknown config key {err}',
+                          'check its spelling against core/cfgs.py') from None
+    except (ValueError, AssertionError, TypeError, AttributeError) as err:
+        raise ConfigError(f'{cfg_file}: bad value ({" ".join(str(err).split())})',
+                          'give each key a value of the type core/cfgs.py defines') from None
 
 
 def _int_as_float(node: CN, key: str, value):
@@ -121,15 +146,27 @@ def _int_as_float(node: CN, key: str, value):
 def merge_list(node: CN, pairs: list[str]) -> None:
     """Merge ``KEY VALUE`` pairs into ``node``; unknown keys and bad values are errors naming them."""
     if len(pairs) % 2:
-        raise ValueError(f'--misc takes KEY VALUE pairs, got an odd number of items: {pairs}')
+        raise ConfigError(f'--misc takes KEY VALUE pairs, got an odd number of items: {pairs}',
+                          'give a value after every key')
     for key, value in zip(pairs[0::2], pairs[1::2]):
+        if not _is_leaf_key(node, key):
+            raise ConfigError(f'--misc: unknown config key {key!r}', 'see core/cfgs.py for the keys')
         value = _int_as_float(node, key, value)
         try:
             node.merge_from_list([key, value])
-        except (KeyError, AssertionError) as err:
-            raise KeyError(f'--misc: unknown config key {key!r} ({err})') from None
-        except ValueError as err:
-            raise ValueError(f'--misc {key} {value}: {err}') from None
+        except (KeyError, AssertionError, ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as err:
+            raise ConfigError(f'--misc {key} {value}: {" ".join(str(err).split())}',
+                              'give a value of the key\'s type') from None
+
+
+def _is_leaf_key(node: CN, key: str) -> bool:
+    """Whether the dotted ``key`` names a value (not a sub-node) of ``node``."""
+    current = node
+    for part in key.split('.'):
+        if not isinstance(current, CN) or part not in current:
+            return False
+        current = current[part]
+    return not isinstance(current, CN)
 
 
 def merge_stored(node: CN, text: str) -> None:

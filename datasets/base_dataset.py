@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from core import constants
 from utils import imutils
+from utils.cli import DataFileError
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,17 @@ _NPZ_SOURCES = {
     'synthetic': 'run tools/make_synthetic_dataset.py',
 }
 _DEFAULT_NPZ_SOURCE = 'SPIN\'s preprocessed dataset_extras (see the README, section Data)'
+
+# Per-sample numeric fields of the format: the shape of one row. Present fields must match.
+ROW_SHAPES = {'center': (2,), 'scale': (), 'part': (24, 3), 'openpose': (25, 3), 'S': (24, 4), 'pose': (72,),
+              'shape': (10,), 'has_smpl': (), 'smpl_2dkps': (24, 3)}
+# Per-sample text fields (one string per row).
+TEXT_FIELDS = ('imgname', 'gender', 'maskname', 'partname')
+REQUIRED_FIELDS = ('imgname', 'center', 'scale')
+
+
+class BadSampleError(DataFileError):
+    """One row of an annotation file holds unusable values (non-finite numbers, a box of size <= 0)."""
 
 
 @dataclass
@@ -67,15 +79,76 @@ def load_annotation_npz(npz_path: str, dataset: str = '') -> dict[str, np.ndarra
 
     Raises:
         FileNotFoundError: the file is missing; the message says where it comes from.
+        DataFileError: the file is not an npz archive (truncated, another format, a folder).
     """
     if not os.path.isfile(npz_path):
         source = _NPZ_SOURCES.get(dataset, _DEFAULT_NPZ_SOURCE)
         raise FileNotFoundError(
-            f'annotation file of dataset {dataset!r} not found: {npz_path}\n'
-            f'Get it from: {source}. Annotation files live in <data root>/dataset_extras: set PYMAF_DATA_DIR if '
+            f'annotation file of dataset {dataset!r} not found: {npz_path}; '
+            f'get it from: {source}. Annotation files live in <data root>/dataset_extras: set PYMAF_DATA_DIR if '
             f'your data root is elsewhere, or pass the file itself (eval.py --dataset_file).')
-    with np.load(npz_path, allow_pickle=True) as data:
-        return {key: data[key] for key in data.files}
+    fix = 'pass a SPIN-format annotation .npz (np.savez of per-sample arrays), or regenerate it'
+    try:
+        with np.load(npz_path, allow_pickle=True) as data:
+            if not hasattr(data, 'files'):
+                raise DataFileError(f'{npz_path} holds a single array, not an npz archive of named fields', fix)
+            return {key: data[key] for key in data.files}
+    except DataFileError:
+        raise
+    except PermissionError:
+        raise
+    except Exception as err:  # noqa: BLE001 (numpy, zipfile and pickle raise many types for a foreign file)
+        raise DataFileError(f'{npz_path} is not a readable npz archive ({type(err).__name__})', fix) from None
+
+
+def _first_rows(mask: np.ndarray, show: int = 5) -> str:
+    rows = np.flatnonzero(mask)
+    more = f' (+{len(rows) - show} more)' if len(rows) > show else ''
+    return ', '.join(str(r) for r in rows[:show]) + more
+
+
+def check_annotation(data: dict[str, np.ndarray], npz_path: str) -> dict[int, str]:
+    """Check the fields of a SPIN-format annotation (see `ROW_SHAPES`); returns ``{row: problem}`` of bad rows.
+
+    A missing required field, a field of another length, row shape or type is a `DataFileError` naming the
+    file and the field. Rows with non-finite numbers or a box scale <= 0 are returned (the file's other
+    rows stay usable; callers skip or stop on them by their bad-sample policy).
+    """
+    fix = 'regenerate the file, or fix the named field'
+    missing = [key for key in REQUIRED_FIELDS if key not in data]
+    if missing:
+        raise DataFileError(f'{npz_path} lacks the field(s) {", ".join(missing)} (it has: '
+                            f'{", ".join(sorted(data)) or "nothing"})',
+                            'a SPIN-format annotation needs imgname, center and scale per sample')
+    names = data['imgname']
+    if names.ndim != 1 or names.dtype.kind not in 'USO':
+        raise DataFileError(f'{npz_path}: imgname must be a 1-D array of file names, got {names.dtype} '
+                            f'of shape {names.shape}', fix)
+    n = len(names)
+    if n == 0:
+        raise DataFileError(f'{npz_path} holds no samples (imgname is empty)', 'pass a file with samples')
+    for key in TEXT_FIELDS[1:]:
+        if key in data and (data[key].ndim != 1 or len(data[key]) != n):
+            raise DataFileError(f'{npz_path}: {key} has shape {data[key].shape}, expected ({n},) like imgname', fix)
+    bad: dict[int, str] = {}
+    for key, row_shape in ROW_SHAPES.items():
+        if key not in data:
+            continue
+        arr = data[key]
+        if arr.shape != (n,) + row_shape:
+            raise DataFileError(f'{npz_path}: {key} has shape {arr.shape}, expected {(n,) + row_shape} '
+                                f'({n} samples)', fix)
+        if arr.dtype.kind not in 'biuf':
+            raise DataFileError(f'{npz_path}: {key} holds {arr.dtype} values, expected numbers', fix)
+        finite = np.isfinite(arr.astype(np.float64).reshape(n, -1)).all(axis=1)
+        if key == 'scale':
+            finite &= arr.astype(np.float64) > 0
+        for row in np.flatnonzero(~finite):
+            bad.setdefault(int(row), f'non-finite or invalid {key}')
+        if not finite.all():
+            logger.warning('%s: %d row(s) with non-finite or invalid %s (rows %s); they count as bad samples',
+                           npz_path, int((~finite).sum()), key, _first_rows(~finite))
+    return bad
 
 
 def normalize_img(img: torch.Tensor) -> torch.Tensor:
@@ -113,9 +186,7 @@ class BaseDataset(Dataset):
         self.npz_path = npz_path
         self.img_dir = img_dir
         data = load_annotation_npz(npz_path, dataset)
-        for key in ('imgname', 'center', 'scale'):
-            if key not in data:
-                raise ValueError(f'{npz_path} lacks the required array {key!r}; is it a SPIN-format file?')
+        self.bad_rows = check_annotation(data, npz_path)
         self.imgname = data['imgname']
         self.center = data['center'].astype(np.float32)
         self.scale = data['scale'].astype(np.float32)
@@ -223,6 +294,9 @@ class BaseDataset(Dataset):
         return img[:, :, ::-1].astype(np.float32), path
 
     def __getitem__(self, index: int) -> dict:
+        if index in self.bad_rows:
+            raise BadSampleError(f'{self.npz_path}: sample {index} has {self.bad_rows[index]}',
+                                 'fix or drop that row of the annotation file')
         center = self.center[index].copy()
         scale = float(self.scale[index])
         flip, pn, rot, sc = self.augm_params()

@@ -9,15 +9,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from utils.cli import InputError, atomic_write
+
 logger = logging.getLogger(__name__)
 
+# How to get a usable file, for the messages of `CheckpointError`.
+CHECKPOINT_FIX = ('pass a checkpoint written by train.py or the released PyMAF_model_checkpoint.pt '
+                  '(see data/README.md)')
+# A mismatch listing longer than this is summarised (counts and a few names) to keep the error on one line.
+MAX_MISMATCH_CHARS = 300
 
-class CheckpointError(ValueError):
+
+class CheckpointError(InputError):
     """The file is not a PyMAF checkpoint, or its weights do not match the model."""
 
 
@@ -45,17 +52,22 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=N
 
 def atomic_torch_save(payload: dict, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the target folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.' + path.name + '.', suffix='.tmp')
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.<name>.<random>.tmp``) that a killed `atomic_torch_save` left in ``folder``.
+
+    Call it when a run starts, before anything saves there; returns the removed paths.
+    """
+    folder = Path(folder)
+    removed = []
+    for tmp in sorted(folder.glob('.*.tmp')) if folder.is_dir() else []:
+        if tmp.is_file():
+            tmp.unlink()
+            removed.append(tmp)
+            logger.info('removed %s, left by an interrupted save', tmp)
+    return removed
 
 
 def read_checkpoint(path: str | os.PathLike, map_location='cpu', mmap: bool = False) -> dict:
@@ -71,11 +83,13 @@ def read_checkpoint(path: str | os.PathLike, map_location='cpu', mmap: bool = Fa
     try:
         data = torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
     except Exception as err:  # noqa: BLE001 (any unpickling failure means "not a checkpoint")
-        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint: {err}') from None
+        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({type(err).__name__})',
+                              CHECKPOINT_FIX) from None
     if isinstance(data, dict) and 'model' not in data and all(isinstance(v, torch.Tensor) for v in data.values()):
         data = {'model': data}
     if not isinstance(data, dict) or not isinstance(data.get('model'), dict):
-        raise CheckpointError(f'{path} holds no model weights (expected a dict with a "model" state_dict)')
+        raise CheckpointError(f'{path} holds no model weights (expected a dict with a "model" state_dict)',
+                              CHECKPOINT_FIX)
     return data
 
 
@@ -113,7 +127,13 @@ def load_state(model: torch.nn.Module, data: dict, source: str | os.PathLike, st
     state = {k.removeprefix('module.'): v for k, v in data['model'].items()}
     problems = describe_mismatch(model, state)
     if problems and strict:
-        raise CheckpointError(f'{source} is not a PyMAF checkpoint for this model: {problems}')
+        if len(problems) > MAX_MISMATCH_CHARS:
+            own = model.state_dict()
+            matching = sum(1 for k in own if k in state and tuple(state[k].shape) == tuple(own[k].shape))
+            problems = (f'{matching} of {len(own)} weights match ('
+                        + describe_mismatch(model, state, show=1).replace('; ', ', ') + ')')
+            problems = problems if len(problems) <= MAX_MISMATCH_CHARS else problems[:MAX_MISMATCH_CHARS] + '...)'
+        raise CheckpointError(f'{source} is not a PyMAF checkpoint for this model: {problems}', CHECKPOINT_FIX)
     if problems:
         logger.warning('%s: loading the matching keys only; %s', source, problems)
         own = model.state_dict()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from core.constants import FOCAL_LENGTH
+from utils.cli import atomic_write
 
 # Per-person fields of output.pkl, as in the original demo.
 OUTPUT_FIELDS = ('pred_cam', 'orig_cam', 'verts', 'pose', 'betas', 'joints3d', 'joints2d', 'bboxes', 'frame_ids')
@@ -20,7 +21,7 @@ OUTPUT_FIELDS = ('pred_cam', 'orig_cam', 'verts', 'pose', 'betas', 'joints3d', '
 
 def save_output_pkl(results: dict[int, dict], path: str | os.PathLike) -> None:
     """Write ``{person_id: {field: array}}`` as a plain pickle (readable with `pickle`, no joblib)."""
-    _atomic_write(path, lambda f: pickle.dump(results, f, protocol=4))
+    atomic_write(path, lambda f: pickle.dump(results, f, protocol=4))
 
 
 def load_output_pkl(path: str | os.PathLike) -> dict[int, dict]:
@@ -75,7 +76,7 @@ def save_output_npz(results: dict[int, dict], path: str | os.PathLike, img_width
         arrays['faces'] = np.asarray(faces, dtype=np.int64)
     if frame_names is not None:
         arrays['frame_names'] = np.asarray(list(frame_names), dtype=str)
-    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def save_obj(path: str | os.PathLike, verts: np.ndarray, faces: np.ndarray) -> None:
@@ -85,17 +86,3 @@ def save_obj(path: str | os.PathLike, verts: np.ndarray, faces: np.ndarray) -> N
     lines = ['v {:.6f} {:.6f} {:.6f}'.format(*v) for v in np.asarray(verts, dtype=np.float64)]
     lines += ['f {:d} {:d} {:d}'.format(*f) for f in np.asarray(faces, dtype=np.int64) + 1]
     path.write_text('\n'.join(lines) + '\n')
-
-
-def _atomic_write(path: str | os.PathLike, write) -> None:
-    """Write through a temporary file in the same folder, then rename (no half-written results)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    try:
-        with open(tmp, 'wb') as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
