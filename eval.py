@@ -9,6 +9,10 @@ are the H36M-regressor joints of the mesh, pelvis-centred, 14 LSP joints (17 for
 PA-MPJPE (per-sample similarity Procrustes) and PVE (no alignment; gendered ground truth on 3DPW) are
 reported in millimetres, PCK/AUC at 150 mm on MPI-INF-3DHP, and written to a JSON file. On LSP the
 predicted silhouette and 6-part map are scored against the UP-3D foreground masks and part labels.
+
+A sample that cannot be used (missing image, non-finite annotation) is skipped and counted, or stops the
+run, by --bad_sample_policy (the rule training applies with TRAIN.BAD_SAMPLE_POLICY); the results file
+records how many were skipped. Mistakes print one ``error:`` line (utils/cli.py).
 """
 from __future__ import annotations
 
@@ -16,10 +20,11 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 import torch
 
-from core.evaluation.evaluator import Evaluator, build_evaluator, run_evaluation
+from core.evaluation.evaluator import build_evaluator, run_evaluation
 from core.evaluation.protocol import (
     DATASETS,
     eval_data_name,
@@ -29,12 +34,13 @@ from core.evaluation.protocol import (
     model_record,
     protocol_description,
 )
+from utils import cli
 
 logger = logging.getLogger('eval')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', default=None, help='checkpoint (.pt) holding the model state under "model"')
     parser.add_argument('--dataset', default='h36m-p2', choices=DATASETS, help='benchmark to evaluate on')
     parser.add_argument('--dataset_file', default=None,
@@ -64,13 +70,45 @@ def add_model_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--misc', nargs='*', default=None, help='config overrides as KEY VALUE pairs')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: cuda when available, else cpu)')
+    parser.add_argument('--bad_sample_policy', default='skip', choices=('skip', 'stop'),
+                        help='a sample that cannot be used (missing image, non-finite annotation): skip and count '
+                             'it (reported in the results), or stop with an error')
+
+
+def check_model_run_args(args: argparse.Namespace) -> torch.device:
+    """Check the shared flags before any work; returns the device. Raises `utils.cli.UserError`."""
+    from core.cfgs import update_cfg
+
+    cli.check_min('--batch_size', args.batch_size)
+    cli.check_min('--num_workers', args.num_workers, 0)
+    device = cli.check_device(args.device)
+    if args.checkpoint:
+        cli.check_input_file(args.checkpoint, '--checkpoint', 'checkpoint')
+    if args.cfg_file:
+        cli.check_input_file(args.cfg_file, '--cfg_file', 'config file')
+    update_cfg(args.cfg_file, args.misc)
+    if getattr(args, 'dataset_file', None):
+        cli.check_input_file(args.dataset_file, '--dataset_file', 'annotation file')
+    if getattr(args, 'image_dir', None):
+        cli.check_input_dir(args.image_dir, '--image_dir', 'image folder')
+    return device
 
 
 def main(args: argparse.Namespace) -> dict:
     from datasets.base_dataset import BaseDataset
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    device = torch.device(args.device)
+    device = check_model_run_args(args)
+    cli.check_min('--log_freq', args.log_freq, 0)
+    json_file = args.json_file or os.path.join('results', f'eval_{args.dataset}.json')
+    cli.check_writable_file(json_file, '--json_file')
+    if args.result_file:
+        if args.dataset == 'lsp':
+            raise cli.InputError('--result_file is only available for the 3D benchmarks', 'drop it for lsp')
+        cli.check_writable_file(args.result_file, '--result_file')
+        cli.check_writable_file(args.result_file + '.mat', '--result_file')
+    if args.dataset == 'lsp' and args.mask_dir is not None:
+        cli.check_input_dir(args.mask_dir, '--mask_dir', 'mask folder')
     data_name = eval_data_name(args.dataset, args.eval_pve)
     if data_name != args.dataset:
         print(f'Note: PVE is not available for {args.dataset}; evaluating on {data_name} instead.')
@@ -80,7 +118,8 @@ def main(args: argparse.Namespace) -> dict:
     evaluator = build_evaluator(args.dataset, smpl_models, j_regressor, eval_pve=args.eval_pve,
                                 mask_dir=args.mask_dir, with_parts=dataset.partname is not None)
     results = run_evaluation(model, args.dataset, dataset, device, evaluator, batch_size=args.batch_size,
-                             num_workers=args.num_workers, shuffle=args.shuffle, log_freq=args.log_freq)
+                             num_workers=args.num_workers, shuffle=args.shuffle, log_freq=args.log_freq,
+                             bad_sample_policy=args.bad_sample_policy)
     print(format_table(args.dataset, results))
     if evaluator.per_action:
         print('per-action PA-MPJPE (mm):')
@@ -92,20 +131,16 @@ def main(args: argparse.Namespace) -> dict:
         'annotation_file': str(dataset.npz_path),
         **model_record(args.checkpoint, cfg_file=args.cfg_file, misc=args.misc),
         'protocol': protocol_description(args.dataset),
+        'bad_sample_policy': args.bad_sample_policy,
         'results': results,
         'per_action_pa_mpjpe_mm': {k: v.mean for k, v in evaluator.per_action.items()},
     }
-    json_file = args.json_file or os.path.join('results', f'eval_{args.dataset}.json')
-    os.makedirs(os.path.dirname(os.path.abspath(json_file)), exist_ok=True)
-    with open(json_file, 'w') as f:
-        json.dump(report, f, indent=2)
-    print(f'results written to {json_file}')
     if args.result_file:
-        if not isinstance(evaluator, Evaluator):
-            raise ValueError('--result_file is only available for the 3D benchmarks')
         evaluator.save_predictions(args.result_file)
+    cli.atomic_write(json_file, lambda f: json.dump(report, f, indent=2), mode='w')
+    print(f'results written to {json_file}')
     return report
 
 
 if __name__ == '__main__':
-    main(parse_args())
+    sys.exit(cli.run_main(lambda: main(parse_args()), prog='eval.py'))

@@ -13,18 +13,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 import torch
 
 from core.evaluation.coco import Predictor, format_table, model_predictor, run_coco_evaluation
 from datasets.coco_keypoint_dataset import COCOKeypointDataset
-from eval import add_model_run_args
+from eval import add_model_run_args, check_model_run_args
+from utils import cli
 
 logger = logging.getLogger('eval_coco')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', default=None, help='checkpoint (.pt) holding the model state under "model"')
     parser.add_argument('--dataset_file', default=None, help='annotation npz overriding coco_2014_val.npz')
     parser.add_argument('--image_dir', default=None, help='COCO root overriding the one from core.path_config')
@@ -48,9 +50,12 @@ def checkpoint_name(checkpoint: str | None) -> str:
 def main(args: argparse.Namespace, predictor: Predictor | None = None) -> dict:
     """Evaluate; ``predictor`` replaces the model (tests feed known keypoints through the same pipeline)."""
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    device = torch.device(args.device)
+    device = check_model_run_args(args)
+    cli.check_writable_dir(args.output_dir, '--output_dir')
     dataset = COCOKeypointDataset(npz_path=args.dataset_file, img_dir=args.image_dir,
                                   annotation_file=args.annotation_file)
+    cli.check_input_file(dataset.annotation_file, '--annotation_file', 'COCO annotation file')
+    dataset.coco  # noqa: B018 (read the ground truth now: a broken file fails before any regression)
     if predictor is None:
         from core.evaluation.protocol import load_eval_assets, load_model
 
@@ -59,12 +64,15 @@ def main(args: argparse.Namespace, predictor: Predictor | None = None) -> dict:
         predictor = model_predictor(model, smpl_models['neutral'])
     result_json = os.path.join(args.output_dir, 'results',
                                f'keypoints_val2014_results_{checkpoint_name(args.checkpoint)}.json')
-    stats = run_coco_evaluation(dataset, predictor, device, result_json, args.batch_size, args.num_workers)
+    stats = run_coco_evaluation(dataset, predictor, device, result_json, args.batch_size, args.num_workers,
+                                args.bad_sample_policy)
     print(format_table(stats))
+    if stats['skipped_samples']:
+        print(f'skipped samples: {stats["skipped_samples"]} (unusable; see the warnings above)')
     print(f'pymaf_net: {args.checkpoint}, coco')
     print(f'detections written to {result_json}')
     return stats
 
 
 if __name__ == '__main__':
-    main(parse_args())
+    sys.exit(cli.run_main(lambda: main(parse_args()), prog='eval_coco.py'))

@@ -11,6 +11,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from utils import cli
+
 
 @dataclasses.dataclass
 class TrainOptions:
@@ -68,7 +70,7 @@ class TrainOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     """The train.py argument parser."""
-    parser = argparse.ArgumentParser(description='Train PyMAF (see docs/training.md).')
+    parser = cli.ArgumentParser(description='Train PyMAF (see docs/training.md).')
     gen = parser.add_argument_group('General')
     gen.add_argument('--resume', action='store_true',
                      help='continue the run in --log_dir (an experiment folder holding cfg.yaml and checkpoints/)')

@@ -30,21 +30,22 @@ from core import constants, losses, path_config
 from core.train_options import TrainOptions
 from datasets.base_dataset import AugmentOptions, BaseDataset
 from datasets.mixed_dataset import MixedDataset, apply_fits
-from datasets.sampling import ResumableSampler, SeededSamples, collate_skipping_bad, loader_seed_generator
+from datasets.sampling import BadDataError, ResumableSampler, SeededSamples, collate_skipping_bad, loader_seed_generator
 from models.pymaf_net import smpl_outputs, without_iuv
 from utils import distributed, precision, train_utils
+from utils.cli import InputError, UserError
 from utils.geometry import estimate_translation
 from utils.iuvmap import iuv_img2map, iuv_map2img
-from utils.saver import load_checkpoint, load_state, read_checkpoint, save_checkpoint
+from utils.saver import load_checkpoint, load_state, read_checkpoint, remove_stale_temporaries, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_LATEST = 'model_latest.pt'
 CHECKPOINT_BEST = 'model_best.pt'
 
-
-class BadDataError(RuntimeError):
-    """A bad sample or a non-finite loss met the 'stop' policy, or too many were skipped."""
+# What `_resume` reads from a checkpoint; weights-only files (model_best.pt, per-epoch copies, demo
+# weights) lack them.
+TRAINING_STATE_KEYS = ('optimizer', 'scheduler', 'rng', 'seed', 'epoch', 'batch_idx', 'total_step_count')
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -166,12 +167,21 @@ class Trainer:
         self.log_dir = log_dir
         self.stop = StopRequest()
         self.resume_path = log_dir_checkpoint(options.log_dir) if options.resume else None
+        if log_dir is not None:
+            remove_stale_temporaries(Path(log_dir) / 'checkpoints')
         resume_state = read_checkpoint(self.resume_path, map_location='cpu') if options.resume else None
+        if resume_state is not None:
+            check_training_state(resume_state, self.resume_path)
         self.seed = resume_state['seed'] if resume_state else train_utils.shared_seed(cfg.SEED_VALUE, info)
         train_utils.seed_everything(self.seed)
 
         if cfg.TRAIN.BAD_SAMPLE_POLICY not in ('skip', 'stop'):
-            raise ValueError(f"TRAIN.BAD_SAMPLE_POLICY must be 'skip' or 'stop', got {cfg.TRAIN.BAD_SAMPLE_POLICY!r}")
+            raise InputError(f"TRAIN.BAD_SAMPLE_POLICY must be 'skip' or 'stop', got {cfg.TRAIN.BAD_SAMPLE_POLICY!r}",
+                             'set --misc TRAIN.BAD_SAMPLE_POLICY skip')
+        if cfg.TRAIN.BATCH_SIZE < info.world_size:
+            raise InputError(f'TRAIN.BATCH_SIZE {cfg.TRAIN.BATCH_SIZE} is smaller than the {info.world_size} '
+                             'process(es): every process needs at least one sample per batch',
+                             f'set --misc TRAIN.BATCH_SIZE {max(info.world_size, 1)} or more')
         self.amp_dtype = precision.autocast_dtype(cfg.TRAIN.AMP, self.device)
         self.batch_size = max(1, cfg.TRAIN.BATCH_SIZE // info.world_size)
         self.body_paths = path_config.body_model_paths()
@@ -184,6 +194,8 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.skipped = 0
         self.stopping = False  # a stop was requested on some process (agreed by all in `train_step`)
+        self.samples_read, self.samples_bad = 0, 0  # this run's readable and bad samples (all-bad is an error)
+        self.first_bad = ''
         self.best_pa_mpjpe = float('inf')
         if resume_state:
             self._resume(resume_state)
@@ -407,15 +419,27 @@ class Trainer:
     def _skip(self, message: str, count: int = 1) -> None:
         """Apply the bad-data policy to ``count`` bad samples or steps (the same count on every process)."""
         if self.cfg.TRAIN.BAD_SAMPLE_POLICY == 'stop':
-            raise BadDataError(message + " (TRAIN.BAD_SAMPLE_POLICY is 'stop'; 'skip' reports and goes on)")
+            raise BadDataError(message + " (TRAIN.BAD_SAMPLE_POLICY is 'stop')",
+                               'fix the data, or set --misc TRAIN.BAD_SAMPLE_POLICY skip')
         self.skipped += count
         logger.warning('skipped: %s (%d skipped so far)', message, self.skipped)
         limit = self.cfg.TRAIN.MAX_SKIPPED
         if 0 <= limit < self.skipped:
-            raise BadDataError(f'more than TRAIN.MAX_SKIPPED={limit} bad samples or steps; last: {message}')
+            raise BadDataError(f'more than TRAIN.MAX_SKIPPED={limit} bad samples or steps; last: {message}',
+                               'fix the data or its paths')
+
+    def _check_all_skipped(self) -> None:
+        """Stop with an error when this run has read samples but every one of them was bad."""
+        if self.samples_bad and not self.samples_read:
+            raise BadDataError(f'every training sample read so far ({self.samples_bad}) was skipped as bad; '
+                               f'first: {self.first_bad}', 'check the annotation file and the image folder '
+                               '(--train_npz, --train_img_dir, PYMAF_DATA_DIR)')
 
     def _check_bad_samples(self, bad: list[str], total: int) -> None:
         """Report this process's bad samples by name; ``total`` counts those of all processes."""
+        if total and not self.samples_bad:
+            self.first_bad = bad[0] if bad else 'on another process'
+        self.samples_bad += total
         for message in bad:
             self._skip(f'bad sample in {self.train_ds.__class__.__name__} '
                        f'{getattr(self.train_ds, "dataset", "")}: {message}')
@@ -451,11 +475,13 @@ class Trainer:
         while self.batch_in_epoch < total:
             if self._done():
                 bar.close()
+                self._check_all_skipped()
                 self.save(CHECKPOINT_LATEST)
                 return False
             start = time.perf_counter()
             batch = next(loader)
             self.timings['data_s'] += time.perf_counter() - start
+            self.samples_read += len(batch.get('imgname', []))
             out = self.train_step(batch)
             if self.stopping:  # this batch was not trained on; a resumed run starts with it
                 continue
@@ -468,6 +494,7 @@ class Trainer:
                 bar.set_postfix(loss=f'{out["losses"]["loss"]:.4f}')
                 self.log_step(out)
         bar.close()
+        self._check_all_skipped()
         return True
 
     def end_of_epoch(self) -> dict:
@@ -627,6 +654,15 @@ class Trainer:
             logger.warning('resuming with %d processes instead of %d: the data order continues, the RNG '
                            'streams do not', self.info.world_size, state.get('world_size', 1))
         logger.info('resumed at epoch %d, batch %d, step %d', self.epoch, self.batch_in_epoch, self.step)
+
+
+def check_training_state(state: dict, path: str | Path) -> None:
+    """A ``--resume`` checkpoint must hold the training state (`TRAINING_STATE_KEYS`), not only weights."""
+    missing = [k for k in TRAINING_STATE_KEYS if state.get(k) is None]
+    if missing:
+        raise UserError(f'{path} holds no training state to resume from (no {", ".join(missing)}); it is a '
+                        'weights-only file', 'resume from the model_latest.pt that train.py wrote, or start a new run '
+                        f'from these weights with --pretrained_checkpoint {path}')
 
 
 def log_dir_checkpoint(log_dir: str | Path) -> Path:

@@ -287,7 +287,7 @@ class BaseDataset(Dataset):
         import cv2
 
         path = os.path.join(self.img_dir, str(self.imgname[index]))
-        img = cv2.imread(path)
+        img = cv2.imread(path) if os.path.isfile(path) else None  # (no OpenCV warning for a missing file)
         if img is None:
             raise FileNotFoundError(f'image of sample {index} of {self.dataset!r} not found or unreadable: {path} '
                                     f'(image root {self.img_dir!r})')

@@ -15,6 +15,7 @@ from collections import OrderedDict
 import numpy as np
 
 from datasets.base_dataset import BaseDataset
+from utils.cli import DataFileError
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,12 @@ def load_coco_gt(annotation_file: str):
         raise FileNotFoundError(f'COCO keypoint annotations not found: {annotation_file}\n'
                                 'Download annotations_trainval2014.zip from https://cocodataset.org and unpack '
                                 'it under the COCO root (annotations/person_keypoints_val2014.json).')
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(annotation_file)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return COCO(annotation_file)
+    except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError) as err:
+        raise DataFileError(f'{annotation_file} is not a COCO keypoint annotation file ({type(err).__name__})',
+                            'pass person_keypoints_val2014.json from the COCO 2014 annotations') from None
 
 
 def evaluate_keypoints(coco_gt, keypoints_px: np.ndarray, imgnames: list[str], result_json: str) -> OrderedDict:
@@ -72,11 +77,15 @@ def evaluate_keypoints(coco_gt, keypoints_px: np.ndarray, imgnames: list[str], r
         flat = np.concatenate([kp[:, :2], np.ones((len(kp), 1))], axis=1).reshape(-1)
         results.append({'image_id': image_id_from_name(name), 'category_id': 1,
                         'keypoints': [float(v) for v in flat], 'score': 1.0})
-    os.makedirs(os.path.dirname(os.path.abspath(result_json)), exist_ok=True)
-    with open(result_json, 'w') as f:
-        json.dump(results, f)
     if not results:
         raise ValueError('no predictions to evaluate')
+    unknown = sorted({r['image_id'] for r in results} - set(coco_gt.getImgIds()))
+    if unknown:
+        raise DataFileError(f'{len(unknown)} image id(s) of the predictions are not in the COCO ground truth '
+                            f'(first: {unknown[:3]})', 'evaluate the annotation file that matches it')
+    from utils.cli import atomic_write
+
+    atomic_write(result_json, lambda f: json.dump(results, f), mode='w')
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         coco_dt = coco_gt.loadRes(result_json)

@@ -14,9 +14,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
+from utils.cli import UserError
+
 logger = logging.getLogger(__name__)
 
 BAD_SAMPLE_KEY = '_bad_sample'
+
+
+class BadDataError(UserError, RuntimeError):
+    """A bad sample or a non-finite loss met the 'stop' policy, too many were skipped, or all of them were."""
 
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:
@@ -100,15 +106,68 @@ class SeededSamples(Dataset):
         index, seed = key
         random.seed(seed)
         np.random.seed(seed)
-        try:
-            item = self.dataset[index]
-        except (OSError, ValueError, IndexError, KeyError, RuntimeError) as err:
-            return {BAD_SAMPLE_KEY: f'sample {index}: {type(err).__name__}: {err}'}
-        for key_name in ('img', 'pose', 'betas', 'keypoints', 'pose_3d'):
-            value = item.get(key_name)
-            if isinstance(value, torch.Tensor) and not torch.isfinite(value).all():
-                return {BAD_SAMPLE_KEY: f'sample {index} ({item.get("imgname", "?")}): non-finite {key_name!r}'}
-        return item
+        return guarded_item(self.dataset, index)
+
+
+# Every tensor of a sample that the losses or the metrics read.
+LABEL_KEYS = ('img', 'pose', 'betas', 'keypoints', 'pose_3d', 'smpl_2dkps', 'center')
+
+
+def guarded_item(dataset: Dataset, index: int) -> dict:
+    """``dataset[index]``, or ``{BAD_SAMPLE_KEY: description}`` when it cannot be read or holds non-finite labels."""
+    try:
+        item = dataset[index]
+    except (OSError, ValueError, IndexError, KeyError, RuntimeError) as err:
+        return {BAD_SAMPLE_KEY: f'sample {index}: {" ".join(str(err).split())}'}
+    for key_name in LABEL_KEYS:
+        value = item.get(key_name)
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value)
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            return {BAD_SAMPLE_KEY: f'sample {index} ({item.get("imgname", "?")}): non-finite {key_name!r}'}
+    return item
+
+
+class GuardedSamples(Dataset):
+    """Wraps a dataset for evaluation: a sample that cannot be read comes back as a bad-sample report."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return guarded_item(self.dataset, index)
+
+
+class BadSampleCounter:
+    """The bad-sample policy shared by training and evaluation.
+
+    ``policy`` 'skip' reports each bad sample, counts it and goes on (stopping once more than
+    ``max_skipped`` were skipped, -1: never); 'stop' raises `BadDataError` at the first one.
+    """
+
+    def __init__(self, policy: str = 'skip', max_skipped: int = -1, what: str = 'TRAIN.BAD_SAMPLE_POLICY') -> None:
+        if policy not in ('skip', 'stop'):
+            raise BadDataError(f"{what} must be 'skip' or 'stop', got {policy!r}", f'set {what} skip')
+        self.policy = policy
+        self.max_skipped = max_skipped
+        self.what = what
+        self.skipped = 0
+        self.examples: list[str] = []
+
+    def report(self, message: str) -> None:
+        """One bad sample (or step): raise under 'stop' or past the limit, else log and count it."""
+        if self.policy == 'stop':
+            raise BadDataError(f'{message} ({self.what} is stop)', f'fix the data, or set {self.what} skip')
+        self.skipped += 1
+        if len(self.examples) < 20:
+            self.examples.append(message)
+        logger.warning('skipped: %s (%d skipped so far)', message, self.skipped)
+        if 0 <= self.max_skipped < self.skipped:
+            raise BadDataError(f'more than {self.max_skipped} bad samples were skipped; last: {message}',
+                               'fix the data or its paths')
 
 
 def collate_skipping_bad(items: list[dict]) -> dict:

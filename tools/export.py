@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 from models.build import load_body_model
+from utils import cli
 from utils.export.animation import FORMATS, export_results, load_demo_results
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('result_file', help="demo.py's output.pkl or output.npz")
     parser.add_argument('--out', default=None, help='output folder (default: <result folder>/export)')
     parser.add_argument('--formats', nargs='+', default=list(FORMATS), choices=FORMATS, help='what to write')
@@ -33,28 +34,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        results, meta = load_demo_results(args.result_file)
-        fps = args.fps if args.fps is not None else meta.get('fps')
-        if fps is None:
-            raise ValueError('the frame rate is unknown (no output.npz beside the result file): give --fps')
-        if args.person_ids is not None:
-            missing = sorted(set(args.person_ids) - set(results))
-            if missing:
-                raise ValueError(f'no person ids {missing} in the result file (it has {sorted(results)})')
-            results = {pid: results[pid] for pid in args.person_ids}
-        if not results:
-            print('nobody in the result file: nothing to export')
-            return 0
-        smpl, body_model = load_body_model(args.gender, args.checkpoint)
-        out_dir = Path(args.out) if args.out else Path(args.result_file).parent / 'export'
-        img_height = args.img_height if args.img_height is not None else meta.get('img_height')
-        written = export_results(results, out_dir, fps, tuple(args.formats), smpl=smpl, img_height=img_height,
+    """Console entry (utils/cli.py convention); returns the exit status."""
+    return cli.run_main(lambda: run(parse_args(argv)), prog='tools.export')
+
+
+def run(args) -> int:
+    if args.fps is not None:
+        cli.check_positive('--fps', args.fps)
+    if args.img_height is not None:
+        cli.check_positive('--img_height', args.img_height)
+    cli.check_input_file(args.result_file, 'result_file', 'result file')
+    out_dir = Path(args.out) if args.out else Path(args.result_file).parent / 'export'
+    cli.check_writable_dir(out_dir, '--out')
+    results, meta = load_demo_results(args.result_file)
+    fps = args.fps if args.fps is not None else meta.get('fps')
+    if fps is None:
+        raise cli.InputError('the frame rate is unknown (no output.npz beside the result file)', 'give --fps')
+    if args.person_ids is not None:
+        missing = sorted(set(args.person_ids) - set(results))
+        if missing:
+            raise cli.InputError(f'no person ids {missing} in the result file (it has {sorted(results)})',
+                                 'pass ids the file holds to --person_ids')
+        results = {pid: results[pid] for pid in args.person_ids}
+    if not results:
+        print('nobody in the result file: nothing to export')
+        return 0
+    smpl, body_model = load_body_model(args.gender, args.checkpoint)
+    img_height = args.img_height if args.img_height is not None else meta.get('img_height')
+    with cli.staged_output(out_dir) as stage:
+        written = export_results(results, stage, fps, tuple(args.formats), smpl=smpl, img_height=img_height,
                                  body_model=body_model)
-    except (FileNotFoundError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+    written = [out_dir / Path(p).relative_to(stage) for p in written]
     print(f'{len(results)} people, {fps:.3f} fps, body model {body_model}: wrote {len(written)} files to {out_dir}')
     for path in written:
         print(f'  {path}')

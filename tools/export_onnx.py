@@ -15,6 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from utils import cli  # noqa: E402 (after the path set-up for `python tools/export_onnx.py`)
+
 # Largest absolute difference from PyTorch accepted by the check (metres, radians, normalised pixels).
 CHECK_TOLERANCE = 1e-3
 
@@ -22,7 +24,7 @@ CHECK_TOLERANCE = 1e-3
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from utils.export.onnx_export import DEFAULT_OPSET
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--checkpoint', default=None,
                         help='PyMAF checkpoint (default: as demo.py: the released one, else the demo weights)')
     parser.add_argument('--out', default='output/pymaf.onnx', help='the .onnx file to write')
@@ -34,24 +36,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core import path_config
-    from core.inference.predictor import PyMAFPredictor, find_checkpoint
-    from utils.export.onnx_export import compare_with_torch, export_onnx
-    from utils.saver import CheckpointError, read_checkpoint
+    """Console entry (utils/cli.py convention); returns the exit status."""
+    return cli.run_main(lambda: run(parse_args(argv)), prog='tools.export_onnx')
 
-    args = parse_args(argv)
-    try:
-        checkpoint, weights_desc = find_checkpoint(args.checkpoint, path_config.PYMAF_CHECKPOINT,
-                                                   path_config.DEMO_WEIGHTS_DIR)
-        data = read_checkpoint(checkpoint) if checkpoint is not None else None
-        model = PyMAFPredictor.from_checkpoint(checkpoint, 'cpu', checkpoint_data=data, cfg_file=args.cfg_file,
-                                               misc=args.misc).model
-        metadata = {'weights': weights_desc, 'body_model': (data or {}).get('body_model', 'smpl or stand-in'),
-                    'description': (data or {}).get('description', '')}
-        path = export_onnx(model, args.out, opset=args.opset, metadata=metadata)
-    except (CheckpointError, FileNotFoundError, ImportError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+
+def run(args) -> int:
+    from core import path_config
+    from core.cfgs import load_cfg
+    from core.inference.predictor import PyMAFPredictor, find_checkpoint
+    from utils.export.onnx_export import DEFAULT_OPSET, compare_with_torch, export_onnx
+    from utils.saver import read_checkpoint
+
+    cli.check_min('--opset', args.opset, DEFAULT_OPSET)
+    cli.check_writable_file(args.out, '--out')
+    if args.cfg_file:
+        cli.check_input_file(args.cfg_file, '--cfg_file', 'config file')
+    load_cfg(args.cfg_file, args.misc)
+    checkpoint, weights_desc = find_checkpoint(args.checkpoint, path_config.PYMAF_CHECKPOINT,
+                                               path_config.DEMO_WEIGHTS_DIR)
+    data = read_checkpoint(checkpoint) if checkpoint is not None else None
+    model = PyMAFPredictor.from_checkpoint(checkpoint, 'cpu', checkpoint_data=data, cfg_file=args.cfg_file,
+                                           misc=args.misc).model
+    metadata = {'weights': weights_desc, 'body_model': (data or {}).get('body_model', 'smpl or stand-in'),
+                'description': (data or {}).get('description', '')}
+    path = export_onnx(model, args.out, opset=args.opset, metadata=metadata)
     size_mb = path.stat().st_size / 1e6
     print(f'wrote {path} ({size_mb:.1f} MB) from {weights_desc}')
     if args.no_check:
@@ -59,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     worst = compare_with_torch(path, model)
     print('ONNX Runtime vs PyTorch, largest difference: ' + ', '.join(f'{k} {v:.1e}' for k, v in worst.items()))
     if max(worst.values()) > CHECK_TOLERANCE:
-        print(f'error: ONNX Runtime differs from PyTorch by more than {CHECK_TOLERANCE}', file=sys.stderr)
+        print(f'error: ONNX Runtime differs from PyTorch by more than {CHECK_TOLERANCE}; the file is written but '
+              'not faithful: report it with the lines above', file=sys.stderr)
         return 1
     return 0
 

@@ -8,6 +8,7 @@ over a procedural background, rendered with the project's own renderer. Determin
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from datasets.synthetic import load_body_models, make_background, render_body, vertex_colors
+from utils import cli
 from utils.video.io import VideoWriter
 
 FPS = 20.0
@@ -68,14 +70,28 @@ def make_clip(out: str, seconds: float = 4.0, width: int = 640, height: int = 36
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    """Console entry (utils/cli.py convention); returns the exit status."""
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default='assets/sample/walkers.mp4', help='output .mp4')
     parser.add_argument('--seconds', type=float, default=4.0, help='clip length in seconds')
     parser.add_argument('--seed', type=int, default=7, help='random seed (looks and background)')
-    args = parser.parse_args(argv)
-    print(f'wrote {make_clip(args.out, args.seconds, seed=args.seed)}')
+
+    def run() -> None:
+        args = parser.parse_args(argv)
+        cli.check_positive('--seconds', args.seconds)
+        cli.check_min('--seed', args.seed, 0)
+        if not args.out.endswith('.mp4'):
+            raise cli.InputError(f'--out must name an .mp4 file, got {args.out}', 'pass e.g. --out clip.mp4')
+        out = cli.check_writable_file(args.out, '--out')
+        partial = out.with_name(f'.{out.stem}.partial.mp4')  # renamed when complete: no half-written clip
+        try:
+            make_clip(str(partial), args.seconds, seed=args.seed).replace(out)
+        finally:
+            partial.unlink(missing_ok=True)
+        print(f'wrote {out}')
+    return cli.run_main(run, prog='tools.make_sample_clip')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -81,6 +81,7 @@ from tools.standin_body.uv import (
     smooth_parts,
     uv_coordinates,
 )
+from utils import cli
 
 logger = logging.getLogger('make_standin_body')
 
@@ -263,17 +264,27 @@ def build(out_dir: pathlib.Path, num_samples: int, seed: int, preview: pathlib.P
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def main(argv: list[str] | None = None) -> int:
+    """Console entry (utils/cli.py convention); returns the exit status."""
+    return cli.run_main(lambda: _run(argv), prog='tools.make_standin_body')
+
+
+def _run(argv: list[str] | None) -> None:
+    parser = cli.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='assets/standin', help='output folder (committed sources)')
     parser.add_argument('--samples', type=int, default=300, help='random adult bodies per gender for the shape space')
     parser.add_argument('--seed', type=int, default=0, help='random seed of the phenotype samples')
     parser.add_argument('--preview', default=None, help='also render front/side PNGs of the neutral body here')
     args = parser.parse_args(argv)
+    cli.check_min('--samples', args.samples, 2)
+    cli.check_min('--seed', args.seed, 0)
+    cli.check_writable_dir(args.out, '--out')
+    if args.preview:
+        cli.check_writable_dir(args.preview, '--preview')
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
     os.environ.setdefault('ANNY_CACHE_DIR', str(pathlib.Path.home() / '.cache' / 'anny'))
     build(pathlib.Path(args.out), args.samples, args.seed, pathlib.Path(args.preview) if args.preview else None)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -17,10 +17,15 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils import cli  # noqa: E402 (after the path set-up for `python tools/make_synthetic_dataset.py`)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out_dir', default=None,
                         help='standalone output folder (images + npz); default: the registered synthetic dataset')
     parser.add_argument('--split', default='test', choices=['test', 'train'],
@@ -36,11 +41,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Counts, sizes and places before any rendering. Raises `utils.cli.UserError`."""
+    cli.check_min('--num_samples', args.num_samples)
+    cli.check_min('--img_width', args.img_width, 32)
+    cli.check_min('--img_height', args.img_height, 32)
+    cli.check_min('--threads', args.threads)
+    if args.seed < 0:
+        raise cli.InputError(f'--seed must be >= 0, got {args.seed}', 'pass a non-negative seed')
+    if not args.npz_name or Path(args.npz_name).name != args.npz_name or not args.npz_name.endswith('.npz'):
+        raise cli.InputError(f'--npz_name must be a plain file name ending in .npz, got {args.npz_name!r}',
+                             'pass e.g. --npz_name synthetic.npz')
+    if args.out_dir is not None:
+        cli.check_writable_dir(args.out_dir, '--out_dir')
+
+
 def main(args: argparse.Namespace) -> str:
+    """Render the set into a staging folder and move it into place when complete (nothing half-written)."""
     import torch
 
     from datasets.synthetic import generate_dataset
 
+    check_args(args)
     torch.set_num_threads(args.threads)
     out_dir, npz_path, image_subdir = args.out_dir, None, 'images'
     if out_dir is None:
@@ -49,14 +71,22 @@ def main(args: argparse.Namespace) -> str:
         out_dir = str(path_config.DATASET_FOLDERS['synthetic'])
         npz_path = str(path_config.DATASET_FILES[int(args.split == 'train')]['synthetic'])
         image_subdir = f'images_{args.split}'
+        cli.check_writable_dir(out_dir, 'the synthetic dataset root')
+        cli.check_writable_file(npz_path, 'the synthetic annotation file')
     start = time.perf_counter()
-    npz_path = generate_dataset(out_dir, num_samples=args.num_samples, seed=args.seed, img_width=args.img_width,
-                                img_height=args.img_height, npz_name=args.npz_name, save_masks=args.save_masks,
-                                npz_path=npz_path, image_subdir=image_subdir)
+    with cli.staged_output(out_dir) as stage:
+        staged_npz = None if npz_path is None else os.path.join(stage, '.annotation.npz')
+        written = generate_dataset(str(stage), num_samples=args.num_samples, seed=args.seed,
+                                   img_width=args.img_width, img_height=args.img_height, npz_name=args.npz_name,
+                                   save_masks=args.save_masks, npz_path=staged_npz, image_subdir=image_subdir)
+        if npz_path is not None:
+            Path(npz_path).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(written, npz_path)
+        else:
+            npz_path = os.path.join(out_dir, args.npz_name)
     print(f'wrote {args.num_samples} samples to {npz_path} in {time.perf_counter() - start:.1f} s')
     return npz_path
 
 
 if __name__ == '__main__':
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    main(parse_args())
+    sys.exit(cli.run_main(lambda: main(parse_args()), prog='make_synthetic_dataset'))

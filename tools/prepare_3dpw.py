@@ -18,14 +18,74 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils import cli  # noqa: E402 (after the path set-up for `python tools/prepare_3dpw.py`)
+
 # Box side = BOX_ENLARGE * extent of the visible keypoints (SPIN's preprocessing of 3DPW).
 BOX_ENLARGE = 1.2
 
 
+SEQUENCE_KEYS = ('sequence', 'poses', 'betas', 'poses2d', 'cam_poses', 'campose_valid', 'genders')
+
+
 def load_sequence(path: str) -> dict:
-    """Load one official 3DPW sequence pickle (Python 2 pickles: latin1 decoding of numpy arrays)."""
-    with open(path, 'rb') as f:
-        return pickle.load(f, encoding='latin1')
+    """Load one official 3DPW sequence pickle (Python 2 pickles: latin1 decoding of numpy arrays), checked.
+
+    Raises:
+        DataFileError: not a pickle, or not a 3DPW sequence (fields missing, shapes that disagree).
+    """
+    try:
+        with open(path, 'rb') as f:
+            seq = pickle.load(f, encoding='latin1')
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
+            KeyError, UnicodeDecodeError, MemoryError) as err:
+        raise cli.DataFileError(f'{path} is not a readable 3DPW sequence pickle ({type(err).__name__})',
+                                'use the sequenceFiles of the official 3DPW release') from None
+    check_sequence(seq, path)
+    return seq
+
+
+def check_sequence(seq, path: str) -> None:
+    """The fields `sequence_samples` reads must be there with consistent shapes; else `DataFileError`."""
+    fix = 'use the sequenceFiles of the official 3DPW release'
+    if not isinstance(seq, dict):
+        raise cli.DataFileError(f'{path} holds a {type(seq).__name__}, not a 3DPW sequence dict', fix)
+    missing = [k for k in SEQUENCE_KEYS if k not in seq]
+    if missing:
+        raise cli.DataFileError(f'{path} lacks the 3DPW field(s) {", ".join(missing)}', fix)
+    try:
+        cam_poses = np.asarray(seq['cam_poses'], dtype=np.float64)
+        people = len(seq['poses'])
+        per_person = {k: len(seq[k]) for k in ('betas', 'poses2d', 'campose_valid', 'genders')}
+    except (TypeError, ValueError) as err:
+        raise cli.DataFileError(f'{path}: malformed 3DPW fields ({" ".join(str(err).split())})', fix) from None
+    if cam_poses.ndim != 3 or cam_poses.shape[1:] != (4, 4):
+        raise cli.DataFileError(f'{path}: cam_poses has shape {cam_poses.shape}, expected (frames, 4, 4)', fix)
+    frames = len(cam_poses)
+    bad_counts = [k for k, n in per_person.items() if n != people]
+    if bad_counts:
+        raise cli.DataFileError(f'{path}: {", ".join(bad_counts)} list(s) a different number of people than '
+                                f'poses ({people})', fix)
+    expected = {'poses': (frames, 72), 'poses2d': (frames, 3, 18), 'campose_valid': (frames,)}
+    for person in range(people):
+        for key, shape in expected.items():
+            try:
+                arr = np.asarray(seq[key][person], dtype=np.float64)
+            except (TypeError, ValueError):
+                arr = np.zeros(0)
+            if arr.shape != shape:
+                raise cli.DataFileError(f'{path}: {key}[{person}] has shape {arr.shape}, expected {shape}', fix)
+            if not np.isfinite(arr).all():
+                raise cli.DataFileError(f'{path}: {key}[{person}] holds non-finite values', fix)
+        try:
+            betas = np.asarray(seq['betas'][person], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            betas = np.zeros(0)
+        if len(betas) < 10 or not np.isfinite(betas[:10]).all():
+            raise cli.DataFileError(f'{path}: betas[{person}] needs at least 10 finite values', fix)
+    if not np.isfinite(cam_poses).all():
+        raise cli.DataFileError(f'{path}: cam_poses holds non-finite values', fix)
 
 
 def _rotvec_to_matrix(rotvec: np.ndarray) -> np.ndarray:
@@ -117,7 +177,7 @@ def build_3dpw_annotations(sequence_dir: str) -> dict[str, np.ndarray]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dataset_root', required=True, help='3DPW root holding sequenceFiles/ and imageFiles/')
     parser.add_argument('--split', default='test', choices=['train', 'validation', 'test'],
                         help='which sequenceFiles/ subfolder to convert')
@@ -132,13 +192,18 @@ def main(args: argparse.Namespace) -> str:
         from core import path_config
 
         out_file = os.path.join(path_config.DATASET_NPZ_PATH, f'3dpw_{args.split}.npz')
+    if not out_file.endswith('.npz'):
+        out_file += '.npz'
+    cli.check_input_dir(args.dataset_root, '--dataset_root', '3DPW root')
+    cli.check_writable_file(out_file, '--out_file')
     arrays = build_3dpw_annotations(os.path.join(args.dataset_root, 'sequenceFiles', args.split))
-    os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
-    np.savez(out_file, **arrays)
+    if len(arrays['imgname']) == 0:
+        raise cli.DataFileError(f'the 3DPW sequences of {args.split} hold no frame with a valid camera and visible '
+                                'keypoints: nothing to write', 'check --dataset_root and --split')
+    cli.atomic_write(out_file, lambda f: np.savez(f, **arrays))
     print(f'wrote {len(arrays["imgname"])} samples to {out_file}')
     return out_file
 
 
 if __name__ == '__main__':
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    main(parse_args())
+    sys.exit(cli.run_main(lambda: main(parse_args()), prog='prepare_3dpw'))

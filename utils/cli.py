@@ -58,6 +58,10 @@ class DataFileError(InputError):
     """A data file that cannot be used: not the expected format, fields missing, wrong shapes, bad values."""
 
 
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist (also a FileNotFoundError for library callers)."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with the convention: a bad command line raises `InputError` (one line, status 1), no usage dump."""
 
@@ -137,7 +141,7 @@ def check_input_file(path: str | os.PathLike, flag: str, what: str = 'file') -> 
     """``path`` must be an existing, readable file; returns it as a Path."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f'{flag}: {what} not found: {path}', 'check the path')
+        raise MissingFileError(f'{flag}: {what} not found: {path}', 'check the path')
     if not path.is_file():
         raise UserError(f'{flag}: {path} is a folder, not a {what}', f'pass the {what} itself')
     if not os.access(path, os.R_OK):
@@ -149,8 +153,9 @@ def check_input_dir(path: str | os.PathLike, flag: str, what: str = 'folder') ->
     """``path`` must be an existing folder; returns it as a Path."""
     path = Path(path)
     if not path.is_dir():
-        state = 'is a file, not a folder' if path.exists() else 'not found'
-        raise UserError(f'{flag}: {what} {path} {state}', 'check the path')
+        if path.exists():
+            raise UserError(f'{flag}: {what} {path} is a file, not a folder', 'check the path')
+        raise MissingFileError(f'{flag}: {what} {path} not found', 'check the path')
     return path
 
 
@@ -203,7 +208,7 @@ def check_device(name: str | None, flag: str = '--device'):
 
 
 # ----------------------------------------------------------------------------------------------- outputs
-def _missing_folders(path: Path) -> list[Path]:
+def missing_folders(path: Path) -> list[Path]:
     """``path`` and its ancestors that do not exist yet, deepest first."""
     missing = []
     while not path.exists() and path.parent != path:
@@ -212,7 +217,8 @@ def _missing_folders(path: Path) -> list[Path]:
     return missing
 
 
-def _remove_if_empty(folders: list[Path]) -> None:
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty; others stay."""
     for folder in folders:
         with contextlib.suppress(OSError):
             folder.rmdir()
@@ -239,7 +245,7 @@ def staged_output(out_dir: str | os.PathLike) -> Iterator[Path]:
     were created only to hold it are removed again if they stay empty (also when the run wrote nothing).
     """
     out_dir = Path(out_dir)
-    created = _missing_folders(out_dir.parent)
+    created = missing_folders(out_dir.parent)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.tmp-', dir=out_dir.parent))
     try:
@@ -247,7 +253,7 @@ def staged_output(out_dir: str | os.PathLike) -> Iterator[Path]:
         publish(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        _remove_if_empty(created)
+        remove_if_empty(created)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable, mode: str = 'wb') -> Path:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from core import constants
+from core.evaluation.evaluator import finish_guarded, guarded_loader
 from datasets.coco_keypoint_dataset import STAT_NAMES, COCOKeypointDataset
 from utils.transforms import transform_preds
 
@@ -41,23 +42,33 @@ def model_predictor(model: torch.nn.Module, smpl_neutral: torch.nn.Module) -> Pr
 
 
 def run_coco_evaluation(dataset: COCOKeypointDataset, predictor: Predictor, device: torch.device,
-                        result_json: str, batch_size: int = 32, num_workers: int = 0) -> dict:
+                        result_json: str, batch_size: int = 32, num_workers: int = 0,
+                        bad_sample_policy: str = 'skip') -> dict:
     """Predict every sample, map the keypoints back to the images and score them with COCOeval.
 
+    Unusable samples are skipped and counted, or stop the run, by ``bad_sample_policy`` (as in eval.py).
+
     Returns:
-        dict of the ten COCO statistics (fractions).
+        dict of the ten COCO statistics (fractions) and ``skipped_samples``.
     """
     from tqdm import tqdm
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader, bad = guarded_loader(dataset, batch_size, bad_sample_policy, num_workers=num_workers)
     all_kp, names = [], []
     res = [constants.IMG_RES, constants.IMG_RES]
     for batch in tqdm(loader, desc='eval coco'):
+        for message in batch['bad_samples']:
+            bad.report(message)
+        if 'img' not in batch:
+            continue
         kp_crop = predictor(batch, device).cpu().numpy()
         for kp, center, scale in zip(kp_crop, batch['center'].numpy(), batch['scale'].numpy()):
             all_kp.append(transform_preds(kp, center, np.array([scale, scale]), res))
         names.extend(batch['imgname'])
-    return dict(dataset.evaluate(np.stack(all_kp), names, result_json))
+    finish_guarded(bad, {}, len(names))
+    stats = dict(dataset.evaluate(np.stack(all_kp), names, result_json))
+    stats['skipped_samples'] = bad.skipped
+    return stats
 
 
 def format_table(stats: dict) -> str:

@@ -223,21 +223,56 @@ class SegmentationEvaluator:
 
 def run_evaluation(model: torch.nn.Module, dataset_name: str, dataset: torch.utils.data.Dataset,
                    device: torch.device, evaluator: Evaluator | SegmentationEvaluator, batch_size: int = 32,
-                   num_workers: int = 0, shuffle: bool = False, log_freq: int = 50) -> dict:
-    """Run the model over ``dataset`` and return the evaluator's results."""
+                   num_workers: int = 0, shuffle: bool = False, log_freq: int = 50,
+                   bad_sample_policy: str = 'skip') -> dict:
+    """Run the model over ``dataset`` and return the evaluator's results (with ``skipped_samples``).
+
+    A sample that cannot be used is skipped and counted, or stops the run, by ``bad_sample_policy``.
+    """
     from tqdm import tqdm
 
     from models.pymaf_net import without_iuv
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
+    loader, bad = guarded_loader(dataset, batch_size, bad_sample_policy, shuffle=shuffle, num_workers=num_workers)
     for step, batch in enumerate(tqdm(loader, desc=f'eval {dataset_name}'), start=1):
+        for message in batch['bad_samples']:
+            bad.report(message)
+        if 'img' not in batch:
+            continue
         with torch.no_grad():
             preds_dict, _ = model(batch['img'].to(device), **without_iuv(model))
         evaluator.update(preds_dict['smpl_out'][-1], batch)
         if log_freq > 0 and step % log_freq == 0:
             running = evaluator.results()
             tqdm.write(f'step {step}: ' + '  '.join(f'{k} {v:.4g}' for k, v in running.items() if k != 'num_samples'))
-    return evaluator.results()
+    scored = evaluator.count if isinstance(evaluator, SegmentationEvaluator) else evaluator.metrics['mpjpe'].count
+    return finish_guarded(bad, evaluator.results(), scored)
+
+
+def guarded_loader(dataset, batch_size: int, policy: str, shuffle: bool = False, num_workers: int = 0):
+    """A loader whose batches list unusable samples under ``bad_samples`` instead of failing, and the policy's
+    counter (`datasets.sampling.BadSampleCounter`, the rule training applies)."""
+    from datasets.sampling import BadSampleCounter, GuardedSamples, collate_skipping_bad
+
+    loader = torch.utils.data.DataLoader(GuardedSamples(dataset), batch_size=batch_size, shuffle=shuffle,
+                                         num_workers=num_workers, collate_fn=collate_skipping_bad)
+    return loader, BadSampleCounter(policy, what='--bad_sample_policy')
+
+
+def finish_guarded(bad, results: dict, scored: int) -> dict:
+    """Add the skip count (and the first skipped samples) to ``results``; nothing scored at all is an error."""
+    from datasets.sampling import BadDataError
+
+    if scored == 0:
+        first = bad.examples[0] if bad.examples else 'the dataset is empty'
+        raise BadDataError(f'no sample could be evaluated ({bad.skipped} skipped; first: {first})',
+                           'check --dataset_file and --image_dir')
+    results['skipped_samples'] = bad.skipped
+    if bad.skipped:
+        results['skipped_examples'] = list(bad.examples)
+        logger.warning('%d sample(s) were skipped as unusable (see the warnings above); the metrics cover the '
+                       'other %d', bad.skipped, scored)
+    return results
 
 
 def build_evaluator(dataset: str, smpl_models: dict, j_regressor_h36m: torch.Tensor, eval_pve: bool = False,

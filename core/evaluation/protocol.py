@@ -117,7 +117,8 @@ def format_table(dataset: str, results: dict) -> str:
     names = [('mpjpe_mm', 'MPJPE'), ('pa_mpjpe_mm', 'PA-MPJPE (Reconstruction Error)'), ('pve_mm', 'PVE'),
              ('pck', 'PCK@150mm'), ('auc', 'AUC'), ('fg_accuracy', 'FG accuracy'), ('fg_f1', 'FG F1'),
              ('parts_accuracy', 'Parts accuracy'), ('parts_f1', 'Parts F1 (6 parts + BG)')]
-    lines = ['*** Final Results ***', f'dataset: {dataset}  samples: {results["num_samples"]}']
+    skipped = f'  skipped: {results["skipped_samples"]}' if results.get('skipped_samples') else ''
+    lines = ['*** Final Results ***', f'dataset: {dataset}  samples: {results["num_samples"]}{skipped}']
     lines += [f'{label:32s} {results[key]:.2f}' if key.endswith('_mm') else f'{label:32s} {results[key]:.3f}'
               for key, label in names if key in results]
     return '\n'.join(lines)
