@@ -660,9 +660,9 @@ def check_training_state(state: dict, path: str | Path) -> None:
     """A ``--resume`` checkpoint must hold the training state (`TRAINING_STATE_KEYS`), not only weights."""
     missing = [k for k in TRAINING_STATE_KEYS if state.get(k) is None]
     if missing:
-        raise UserError(f'{path} holds no training state to resume from (no {", ".join(missing)}); it is a '
-                        'weights-only file', 'resume from the model_latest.pt that train.py wrote, or start a new run '
-                        f'from these weights with --pretrained_checkpoint {path}')
+        raise UserError(f'{path} holds weights only, no training state to resume from (no {missing[0]})',
+                        'resume a run that train.py saved, or start a new run from these weights with '
+                        '--pretrained_checkpoint')
 
 
 def log_dir_checkpoint(log_dir: str | Path) -> Path:

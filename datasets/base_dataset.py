@@ -89,13 +89,12 @@ def load_annotation_npz(npz_path: str, dataset: str = '') -> dict[str, np.ndarra
             f'your data root is elsewhere, or pass the file itself (eval.py --dataset_file).')
     fix = 'pass a SPIN-format annotation .npz (np.savez of per-sample arrays), or regenerate it'
     try:
-        with np.load(npz_path, allow_pickle=True) as data:
-            if not hasattr(data, 'files'):
-                raise DataFileError(f'{npz_path} holds a single array, not an npz archive of named fields', fix)
+        data = np.load(npz_path, allow_pickle=True)
+        if not hasattr(data, 'files'):
+            raise DataFileError(f'{npz_path} holds a single array, not an npz archive of named fields', fix)
+        with data:
             return {key: data[key] for key in data.files}
-    except DataFileError:
-        raise
-    except PermissionError:
+    except (DataFileError, PermissionError):
         raise
     except Exception as err:  # noqa: BLE001 (numpy, zipfile and pickle raise many types for a foreign file)
         raise DataFileError(f'{npz_path} is not a readable npz archive ({type(err).__name__})', fix) from None
