@@ -127,8 +127,16 @@ def _merge_file(node: CN, cfg_file: str | os.PathLike) -> None:
         raise ConfigError(f'{cfg_file}: unknown config key {err}',
                           'check its spelling against core/cfgs.py') from None
     except (ValueError, AssertionError, TypeError, AttributeError) as err:
-        raise ConfigError(f'{cfg_file}: bad value ({" ".join(str(err).split())})',
+        raise ConfigError(f'{cfg_file}: {_problem(err)}',
                           'give each key a value of the type core/cfgs.py defines') from None
+
+
+def _problem(err: Exception) -> str:
+    """yacs's complaint in a few words (it can dump whole sub-configs): the key whose value does not fit."""
+    text = ' '.join(str(err).split())
+    if 'for config key:' in text:
+        return f'the value of {text.rsplit("for config key:", 1)[1].strip()} has the wrong type'
+    return text if len(text) <= 120 else text[:117] + '...'
 
 
 def _int_as_float(node: CN, key: str, value):
@@ -146,17 +154,19 @@ def _int_as_float(node: CN, key: str, value):
 def merge_list(node: CN, pairs: list[str]) -> None:
     """Merge ``KEY VALUE`` pairs into ``node``; unknown keys and bad values are errors naming them."""
     if len(pairs) % 2:
-        raise ConfigError(f'--misc takes KEY VALUE pairs, got an odd number of items: {pairs}',
-                          'give a value after every key')
+        last = str(pairs[-1]) if len(str(pairs[-1])) <= 40 else str(pairs[-1])[:37] + '...'
+        raise ConfigError(f'--misc takes KEY VALUE pairs, got an odd number of items ({len(pairs)}, the last '
+                          f'{last!r})', 'give a value after every key')
     for key, value in zip(pairs[0::2], pairs[1::2]):
         if not _is_leaf_key(node, key):
-            raise ConfigError(f'--misc: unknown config key {key!r}', 'see core/cfgs.py for the keys')
+            shown = key if len(key) <= 60 else key[:57] + '...'
+            raise ConfigError(f'--misc: unknown config key {shown!r}', 'see core/cfgs.py for the keys')
         value = _int_as_float(node, key, value)
         try:
             node.merge_from_list([key, value])
         except (KeyError, AssertionError, ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as err:
-            raise ConfigError(f'--misc {key} {value}: {" ".join(str(err).split())}',
-                              'give a value of the key\'s type') from None
+            shown = value if len(str(value)) <= 40 else str(value)[:37] + '...'
+            raise ConfigError(f'--misc {key} {shown}: {_problem(err)}', 'give a value of the key\'s type') from None
 
 
 def _is_leaf_key(node: CN, key: str) -> bool:

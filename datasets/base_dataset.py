@@ -36,6 +36,8 @@ ROW_SHAPES = {'center': (2,), 'scale': (), 'part': (24, 3), 'openpose': (25, 3),
 # Per-sample text fields (one string per row).
 TEXT_FIELDS = ('imgname', 'gender', 'maskname', 'partname')
 REQUIRED_FIELDS = ('imgname', 'center', 'scale')
+# Larger magnitudes are no pixel, metre or radian value (and overflow float32): such rows count as bad.
+MAX_VALUE = 1e20
 
 
 class BadSampleError(DataFileError):
@@ -89,10 +91,10 @@ def load_annotation_npz(npz_path: str, dataset: str = '') -> dict[str, np.ndarra
             f'your data root is elsewhere, or pass the file itself (eval.py --dataset_file).')
     fix = 'pass a SPIN-format annotation .npz (np.savez of per-sample arrays), or regenerate it'
     try:
-        data = np.load(npz_path, allow_pickle=True)
-        if not hasattr(data, 'files'):
-            raise DataFileError(f'{npz_path} holds a single array, not an npz archive of named fields', fix)
-        with data:
+        with open(npz_path, 'rb') as f:  # (our handle: closed also when numpy fails half-way)
+            data = np.load(f, allow_pickle=True)
+            if not hasattr(data, 'files'):
+                raise DataFileError(f'{npz_path} holds a single array, not an npz archive of named fields', fix)
             return {key: data[key] for key in data.files}
     except (DataFileError, PermissionError):
         raise
@@ -139,7 +141,8 @@ def check_annotation(data: dict[str, np.ndarray], npz_path: str) -> dict[int, st
                                 f'({n} samples)', fix)
         if arr.dtype.kind not in 'biuf':
             raise DataFileError(f'{npz_path}: {key} holds {arr.dtype} values, expected numbers', fix)
-        finite = np.isfinite(arr.astype(np.float64).reshape(n, -1)).all(axis=1)
+        values = arr.astype(np.float64).reshape(n, -1)
+        finite = (np.isfinite(values) & (np.abs(values) < MAX_VALUE)).all(axis=1)
         if key == 'scale':
             finite &= arr.astype(np.float64) > 0
         for row in np.flatnonzero(~finite):
@@ -187,8 +190,9 @@ class BaseDataset(Dataset):
         data = load_annotation_npz(npz_path, dataset)
         self.bad_rows = check_annotation(data, npz_path)
         self.imgname = data['imgname']
-        self.center = data['center'].astype(np.float32)
-        self.scale = data['scale'].astype(np.float32)
+        with np.errstate(over='ignore', invalid='ignore'):  # rows out of float32's range are in bad_rows already
+            self.center = data['center'].astype(np.float32)
+            self.scale = data['scale'].astype(np.float32)
         n = len(self.imgname)
 
         if 'pose' in data and 'shape' in data:
