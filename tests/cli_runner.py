@@ -32,9 +32,9 @@ import numpy  # noqa: E402,F401
 import torch  # noqa: E402,F401
 
 import core.cfgs  # noqa: E402,F401
+import core.inference.predictor  # noqa: E402,F401
 import datasets.base_dataset  # noqa: E402,F401
 import models.pymaf_net  # noqa: E402,F401
-import utils.demo_utils  # noqa: E402,F401
 
 
 def _child(case: dict, out_file: str, err_file: str) -> None:

@@ -23,7 +23,7 @@ import torch
 
 from core import cfgs
 from datasets import synthetic
-from utils.video_io import VideoWriter, write_png
+from utils.video.io import VideoWriter, write_png
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
