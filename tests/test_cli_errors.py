@@ -242,7 +242,7 @@ MISTAKES = [
     ('eval log_freq -1', EVAL + ['--dataset_file', '{npz}', '--log_freq', '-1'], '--log_freq'),
     ('eval unknown dataset', EVAL + ['--dataset', 'mars'], 'invalid choice'),
     ('eval misc unknown', EVAL + ['--dataset_file', '{npz}', '--misc', 'NOPE', '1'], 'unknown config key'),
-    ('eval cfg wrong type', EVAL + ['--dataset_file', '{npz}', '--cfg_file', '{in}/badtype.yaml'], 'bad value'),
+    ('eval cfg wrong type', EVAL + ['--dataset_file', '{npz}', '--cfg_file', '{in}/badtype.yaml'], 'wrong type'),
     ('eval checkpoint corrupt', EVAL + ['--dataset_file', '{npz}', '--checkpoint', '{in}/corrupt.pt'],
      'not a readable PyTorch checkpoint'),
     ('eval checkpoint foreign', EVAL + ['--dataset_file', '{npz}', '--checkpoint', '{in}/foreign.pt'],
