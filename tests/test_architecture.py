@@ -173,11 +173,12 @@ def test_no_shared_config():
 
 def test_no_argparse_namespaces_in_the_library():
     """Scripts parse the command line and pass plain values down; only train.py's parser lives in `core`
-    (`core.train_options`, which returns a dataclass)."""
+    (`core.train_options`, which returns a dataclass), and `utils.cli` holds the parser class every script
+    builds its parser from (it reports a bad command line as one error line; it never sees a namespace)."""
     bad = []
     for name, path in _library_modules().items():
         tree = ast.parse(path.read_text(), str(path))
-        if name != 'core.train_options' and 'argparse' in _imports(path):
+        if name not in ('core.train_options', 'utils.cli') and 'argparse' in _imports(path):
             bad.append(f'{name} imports argparse')
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
