@@ -15,8 +15,6 @@ import logging
 import os
 import sys
 
-import torch
-
 from core.evaluation.coco import Predictor, format_table, model_predictor, run_coco_evaluation
 from datasets.coco_keypoint_dataset import COCOKeypointDataset
 from eval import add_model_run_args, check_model_run_args

@@ -8,8 +8,9 @@ Each case: ``{"name", "argv": ["eval.py" | "-m", "tools.export", ...args], "cwd"
 "interrupt_when": glob or null, "timeout": seconds, "watch": [folders]}``. With ``interrupt_when``, the
 child gets SIGINT (a Ctrl-C) as soon as a path matching the glob exists. Each result: ``{"name",
 "status", "stdout", "stderr", "seconds", "interrupted", "unchanged"}``; ``unchanged`` says whether every
-watched folder is byte-for-byte the same after the case (names, file contents and sub-folders). Used by tests/test_cli_errors.py (a fresh interpreter per case costs seconds
-of torch start-up on a small CPU; a fork costs milliseconds).
+watched folder is byte-for-byte the same after the case (names, file contents and sub-folders). Used by
+tests/test_cli_errors.py (a fresh interpreter per case costs seconds of torch start-up on a small CPU; a
+fork costs milliseconds).
 """
 from __future__ import annotations
 

@@ -32,7 +32,6 @@ half a minute and writes a large cache; point ANNY_CACHE_DIR outside the reposit
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
