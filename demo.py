@@ -301,6 +301,17 @@ def blazepose_finder():
         raise DemoError(str(err)) from err
 
 
+def record_size(sizes: dict, index: int, frame: np.ndarray, source, image_mode: bool) -> None:
+    """Note frame ``index``'s (width, height); outside image mode every frame must match the first (DemoError)."""
+    sizes[index] = (frame.shape[1], frame.shape[0])
+    first = sizes[min(sizes)]
+    if not image_mode and sizes[index] != first:
+        name = source.names[index] if index < len(source.names) else f'frame {index}'
+        raise DemoError(f'{name} is {sizes[index][0]}x{sizes[index][1]} but the first frame is {first[0]}x{first[1]}: '
+                        'the frames of one video must share a size',
+                        'for a folder of independent images add --image_based')
+
+
 def track_with_blazepose(args, source, image_mode: bool, log, timer) -> tuple[dict, dict, dict]:
     """Stage 1 with BlazePose: tracks and sizes as `detect_and_track` gives them, and the landmarks of every
     tracked frame ``{pid: {frame: PoseLandmarks}}`` for the keypoint stages."""
@@ -312,7 +323,7 @@ def track_with_blazepose(args, source, image_mode: bool, log, timer) -> tuple[di
 
     def frames():
         for index, frame in source.frames():
-            sizes[index] = (frame.shape[1], frame.shape[0])
+            record_size(sizes, index, frame, source, image_mode)
             yield index, frame
 
     tracks, landmarks = track_people(frames(), finder, image_mode, search_every=args.search_every,
@@ -373,13 +384,7 @@ def detect_and_track(args, source, device, log, timer) -> tuple:
     bar = tqdm(total=len(source), desc='detection', unit='frame', disable=None)
     for indices, frames in source.batches(args.tracker_batch_size):
         for i, frame in zip(indices, frames):
-            sizes[i] = (frame.shape[1], frame.shape[0])
-            first = sizes[min(sizes)]
-            if not image_mode and sizes[i] != first:
-                name = source.names[i] if i < len(source.names) else f'frame {i}'
-                raise DemoError(f'{name} is {sizes[i][0]}x{sizes[i][1]} but the first frame is {first[0]}x{first[1]}: '
-                                'the frames of one video must share a size',
-                                'for a folder of independent images add --image_based')
+            record_size(sizes, i, frame, source, image_mode)
         if detector is None:
             dets_per_frame += [np.zeros((0, 5), np.float32)] * len(frames)
         else:
