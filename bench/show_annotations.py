@@ -42,7 +42,7 @@ RIGHT = {0, 1, 2, 6, 7, 8}
 LEFT = {3, 4, 5, 9, 10, 11}
 
 
-class SourceMissing(Exception):
+class SourceMissing(Exception):  # noqa: N818 (reads as a condition: `except SourceMissing`)
     """The image of an annotation entry cannot be obtained here (message says how to get it)."""
 
 
@@ -50,7 +50,7 @@ def read_video_frame(path: Path, index: int) -> np.ndarray:
     """The ``index``-th frame (0-based, decode order) of a video, BGR uint8 (H, W, 3)."""
     cap = cv2.VideoCapture(str(path))
     try:
-        for i in range(index + 1):
+        for _ in range(index + 1):
             ok, frame = cap.read()
             if not ok:
                 raise SourceMissing(f'{path} has fewer than {index + 1} frames')

@@ -8,12 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from core.fitting import (BLAZEPOSE_TO_J49, JOINT_LIMITS, FitWeights, clamp_to_limits, fit_keypoints,
-                          within_limits)
+from core.fitting import BLAZEPOSE_TO_J49, JOINT_LIMITS, FitWeights, clamp_to_limits, fit_keypoints, within_limits
 from utils.geometry import batch_rodrigues, projection
 from utils.video import blazepose
-from utils.video.blazepose import (LANDMARK_NAMES, ModelFileError, PoseDetector, PoseLandmarker, alignment_roi,
-                                   roi_affine, ssd_anchors)
+from utils.video.blazepose import (
+    LANDMARK_NAMES,
+    ModelFileError,
+    PoseDetector,
+    PoseLandmarker,
+    alignment_roi,
+    roi_affine,
+    ssd_anchors,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO.parent / 'shared' / 'media'
