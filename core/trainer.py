@@ -429,8 +429,10 @@ class Trainer:
                                'fix the data or its paths')
 
     def _check_all_skipped(self) -> None:
-        """Stop with an error when this run has read samples but every one of them was bad."""
-        if self.samples_bad and not self.samples_read:
+        """Stop with an error when this run has read samples but every one of them was bad, on every process
+        (the good samples are counted over all processes, so that all of them stop or none does)."""
+        samples_read = distributed.sum_across_ranks([self.samples_read], self.info)[0]
+        if self.samples_bad and not samples_read:
             raise BadDataError(f'every training sample read so far ({self.samples_bad}) was skipped as bad; '
                                f'first: {self.first_bad}', 'check the annotation file and the image folder '
                                '(--train_npz, --train_img_dir, PYMAF_DATA_DIR)')
