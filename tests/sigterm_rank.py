@@ -28,4 +28,4 @@ def _step_then_signal(self, batch):
 
 if __name__ == '__main__':
     trainer.Trainer.train_step = _step_then_signal
-    sys.exit(train.cli())
+    sys.exit(train.console())
