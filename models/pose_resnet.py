@@ -37,7 +37,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as the original: no new block-sized tensor per residual
+        return self.relu(out)
 
 
 def init_backbone_weights(backbone: nn.Module) -> None:
@@ -72,7 +73,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out += identity
+        return self.relu(out)
 
 
 # Backbone name -> (block, blocks per stage).
