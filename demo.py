@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument('--regressor', type=str, default='pymaf_net', help='only pymaf_net is available')
     model.add_argument('--model_batch_size', type=int, default=8, help='crops per forward pass')
     model.add_argument('--device', type=str, default='auto', help='new: auto (cuda when available), cpu, cuda, cuda:1')
+    from core.inference.backends import add_backend_args
+    add_backend_args(model)
     model.add_argument('--recon_result_file', type=str, default='', help='skip inference: render a saved output.pkl')
     model.add_argument('--pre_load_imgs', action='store_true', help='accepted; frames are always streamed')
     fit = p.add_argument_group('keypoint fitting (new)')
@@ -253,7 +255,8 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
     from core.inference.predictor import CheckpointMismatchError, PyMAFPredictor, load_weights, weights_note
     from utils.saver import read_checkpoint
 
-    options = {'batch_size': args.model_batch_size, 'bbox_scale': args.bbox_scale}
+    options = {'batch_size': args.model_batch_size, 'bbox_scale': args.bbox_scale, 'backend': args.backend,
+               'precision': args.precision}
     try:
         if model_factory is not None:
             model = model_factory()
@@ -261,7 +264,7 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
                 if not Path(args.checkpoint).is_file():
                     raise DemoError(f'checkpoint not found: {args.checkpoint}')
                 load_weights(model, args.checkpoint)
-            return PyMAFPredictor(model, device, **options)
+            return PyMAFPredictor(model, device, checkpoint=args.checkpoint or None, **options)
         checkpoint, weights_desc = resolve_checkpoint(args)
         data = read_checkpoint(checkpoint) if checkpoint is not None else None
         log(weights_note(data, weights_desc))

@@ -34,6 +34,7 @@ from core.evaluation.protocol import (
     model_record,
     protocol_description,
 )
+from core.inference.backends import add_backend_args, make_backend
 from utils import cli
 
 logger = logging.getLogger('eval')
@@ -73,6 +74,7 @@ def add_model_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--bad_sample_policy', default='skip', choices=('skip', 'stop'),
                         help='a sample that cannot be used (missing image, non-finite annotation): skip and count '
                              'it (reported in the results), or stop with an error')
+    add_backend_args(parser)
 
 
 def check_model_run_args(args: argparse.Namespace) -> torch.device:
@@ -113,7 +115,8 @@ def main(args: argparse.Namespace) -> dict:
     if data_name != args.dataset:
         print(f'Note: PVE is not available for {args.dataset}; evaluating on {data_name} instead.')
     dataset = BaseDataset(data_name, is_train=False, npz_path=args.dataset_file, img_dir=args.image_dir)
-    model = load_model(args.checkpoint, device, cfg_file=args.cfg_file, misc=args.misc)
+    model = make_backend(load_model(args.checkpoint, device, cfg_file=args.cfg_file, misc=args.misc), device,
+                         args.backend, args.precision, checkpoint=args.checkpoint)
     smpl_models, j_regressor = load_eval_assets(device)
     evaluator = build_evaluator(args.dataset, smpl_models, j_regressor, eval_pve=args.eval_pve,
                                 mask_dir=args.mask_dir, with_parts=dataset.partname is not None)

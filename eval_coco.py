@@ -57,7 +57,10 @@ def main(args: argparse.Namespace, predictor: Predictor | None = None) -> dict:
     if predictor is None:
         from core.evaluation.protocol import load_eval_assets, load_model
 
-        model = load_model(args.checkpoint, device, cfg_file=args.cfg_file, misc=args.misc)
+        from core.inference.backends import make_backend
+
+        model = make_backend(load_model(args.checkpoint, device, cfg_file=args.cfg_file, misc=args.misc), device,
+                             args.backend, args.precision, checkpoint=args.checkpoint)
         smpl_models, _ = load_eval_assets(device)
         predictor = model_predictor(model, smpl_models['neutral'])
     result_json = os.path.join(args.output_dir, 'results',

@@ -19,18 +19,20 @@ from utils.transforms import transform_preds
 Predictor = Callable[[dict, torch.device], torch.Tensor]
 
 
-def model_predictor(model: torch.nn.Module, smpl_neutral: torch.nn.Module) -> Predictor:
-    """The original's keypoints: neutral-SMPL GT joints, COCO order, perspective-projected into the crop."""
-    from models.pymaf_net import without_iuv
+def model_predictor(model, smpl_neutral: torch.nn.Module) -> Predictor:
+    """The original's keypoints: neutral-SMPL GT joints, COCO order, perspective-projected into the crop.
+
+    ``model`` is an inference backend (`core.inference.backends.make_backend`) or a network (run in PyTorch
+    fp32 on the evaluation device).
+    """
+    from core.inference.backends import as_backend
 
     focal = constants.FOCAL_LENGTH
     half = constants.IMG_RES / 2
-    forward_kwargs = without_iuv(model)
 
     @torch.no_grad()
     def predict(batch: dict, device: torch.device) -> torch.Tensor:
-        preds_dict, _ = model(batch['img'].to(device), **forward_kwargs)
-        pred = preds_dict['smpl_out'][-1]
+        pred = {k: v.to(device) for k, v in as_backend(model, device)(batch['img']).items()}
         rotmat, betas, cam = pred['rotmat'], pred['pred_shape'], pred['pred_cam']
         joints = smpl_neutral(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1],
                               pose2rot=False).joints[:, -24:][:, constants.J24_TO_JCOCO]

@@ -221,27 +221,29 @@ class SegmentationEvaluator:
         return out
 
 
-def run_evaluation(model: torch.nn.Module, dataset_name: str, dataset: torch.utils.data.Dataset,
+def run_evaluation(model, dataset_name: str, dataset: torch.utils.data.Dataset,
                    device: torch.device, evaluator: Evaluator | SegmentationEvaluator, batch_size: int = 32,
                    num_workers: int = 0, shuffle: bool = False, log_freq: int = 50,
                    bad_sample_policy: str = 'skip') -> dict:
-    """Run the model over ``dataset`` and return the evaluator's results (with ``skipped_samples``).
+    """Run the network over ``dataset`` and return the evaluator's results (with ``skipped_samples``).
 
-    A sample that cannot be used is skipped and counted, or stops the run, by ``bad_sample_policy``.
+    ``model`` is an inference backend (`core.inference.backends.make_backend`: PyTorch or ONNX Runtime, fp32
+    or bf16) or a network, which then runs in PyTorch fp32 on ``device``. A sample that cannot be used is
+    skipped and counted, or stops the run, by ``bad_sample_policy``.
     """
     from tqdm import tqdm
 
-    from models.pymaf_net import without_iuv
+    from core.inference.backends import as_backend
 
+    backend = as_backend(model, device)
     loader, bad = guarded_loader(dataset, batch_size, bad_sample_policy, shuffle=shuffle, num_workers=num_workers)
     for step, batch in enumerate(tqdm(loader, desc=f'eval {dataset_name}'), start=1):
         for message in batch['bad_samples']:
             bad.report(message)
         if 'img' not in batch:
             continue
-        with torch.no_grad():
-            preds_dict, _ = model(batch['img'].to(device), **without_iuv(model))
-        evaluator.update(preds_dict['smpl_out'][-1], batch)
+        pred = {k: v.to(device) for k, v in backend(batch['img']).items()}
+        evaluator.update(pred, batch)
         if log_freq > 0 and step % log_freq == 0:
             running = evaluator.results()
             tqdm.write(f'step {step}: ' + '  '.join(f'{k} {v:.4g}' for k, v in running.items() if k != 'num_samples'))

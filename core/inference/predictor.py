@@ -34,7 +34,6 @@ import torch
 
 from core.constants import FOCAL_LENGTH, IMG_RES
 from datasets.inference import crop_person
-from models.pymaf_net import without_iuv
 from utils.saver import CheckpointError, load_checkpoint, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -160,17 +159,23 @@ class PyMAFPredictor:
         device: torch device.
         batch_size: crops per forward pass.
         bbox_scale: window side = box size * bbox_scale (the original demo uses 1.0).
+        backend, precision: the inference engine (`core.inference.backends.make_backend`): 'torch' or 'onnx'
+            (or 'auto'), 'fp32' or 'bf16' (or 'auto'); see docs/speed.md.
+        checkpoint: the file the weights came from (where the ONNX backend caches its export).
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = 'cpu', batch_size: int = 8,
-                 bbox_scale: float = 1.0) -> None:
+                 bbox_scale: float = 1.0, backend: str = 'torch', precision: str = 'fp32',
+                 checkpoint: str | os.PathLike | None = None) -> None:
+        from core.inference.backends import make_backend
+
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = int(batch_size)
         self.bbox_scale = float(bbox_scale)
-        self._forward_kwargs = without_iuv(model)  # the demo never reads the IUV maps
+        self.backend = make_backend(self.model, self.device, backend, precision, checkpoint=checkpoint)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike | None, device: str | torch.device = 'cpu',
@@ -180,14 +185,14 @@ class PyMAFPredictor:
 
         See `models.build.build_from_checkpoint`: the released checkpoint needs no SMPL files, train.py's
         checkpoints carry their config, compact weights name their body model. ``checkpoint_data`` is the
-        file already read with `utils.saver.read_checkpoint` (read once).
+        file already read with `utils.saver.read_checkpoint` (read once). ``kwargs`` go to the constructor.
         """
         from models.build import build_from_checkpoint
 
         if checkpoint is not None and checkpoint_data is None:
             checkpoint_data = read_checkpoint(checkpoint)
         model = build_from_checkpoint(checkpoint_data, checkpoint, cfg_file=cfg_file, misc=misc)
-        return cls(model, device, **kwargs)
+        return cls(model, device, checkpoint=checkpoint, **kwargs)
 
     @property
     def body_model(self) -> torch.nn.Module | None:
@@ -195,9 +200,8 @@ class PyMAFPredictor:
         regressor = getattr(self.model, 'regressor', None)
         return regressor[0].smpl if regressor is not None else None
 
-    @torch.no_grad()
     def predict_crops(self, norm_imgs: torch.Tensor) -> dict[str, np.ndarray]:
-        """Regress normalised crops.
+        """Regress normalised crops with the predictor's backend (`core.inference.backends`).
 
         Args:
             norm_imgs: (B, 3, 224, 224) ImageNet-normalised RGB crops.
@@ -209,9 +213,7 @@ class PyMAFPredictor:
         """
         outputs = []
         for start in range(0, len(norm_imgs), self.batch_size):
-            batch = norm_imgs[start:start + self.batch_size].to(self.device, non_blocking=True)
-            preds, _ = self.model(batch, **self._forward_kwargs)
-            final = preds['smpl_out'][-1]
+            final = self.backend(norm_imgs[start:start + self.batch_size])
             theta = final['theta']
             outputs.append({
                 'pred_cam': theta[:, :3], 'betas': theta[:, 3:13], 'pose': theta[:, 13:85],

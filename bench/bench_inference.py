@@ -1,0 +1,105 @@
+"""Network inference throughput of each backend and precision against PyTorch fp32, measured in one run.
+
+    python3 bench/bench_inference.py                              # ResNet-50 PyMAF and the demo weights
+    python3 bench/bench_inference.py --models r50 --batch_sizes 1 32 --repeats 5 --threads 2
+
+For each network (``r50``: the released architecture, untrained weights with a fixed seed; ``demo``: the
+built-in demo weights) and batch size, times the engines of core/inference/backends.py on the same random
+crops, alternately, with the same number of threads: torch fp32 (the reference), torch bf16 (where the
+device computes bf16 natively), onnx fp32 (exported and cached as the demo does). Prints images/s (the
+median of ``--repeats`` calls), the ratio to torch fp32 and the largest output difference from torch fp32
+over vertices, joints (3D and 2D) and cameras. See docs/speed.md.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REPO = Path(__file__).resolve().parents[1]
+COMPARED = ('verts', 'kp_3d', 'kp_2d', 'pred_cam')
+
+
+def build(name: str, device):
+    """(model, checkpoint path or None, description) of a benchmarked network."""
+    import torch
+
+    from core import path_config
+    from core.inference.predictor import PyMAFPredictor
+
+    if name == 'r50':
+        torch.manual_seed(0)  # the same untrained weights every run, so the ONNX cache is reused
+        return PyMAFPredictor.from_checkpoint(None, device).model, None, 'ResNet-50 PyMAF (released architecture, untrained)'
+    checkpoint = sorted(Path(path_config.DEMO_WEIGHTS_DIR).glob('*.pt'))[0]
+    return PyMAFPredictor.from_checkpoint(checkpoint, device).model, checkpoint, f'demo weights {checkpoint.name}'
+
+
+def engines(model, checkpoint, device) -> dict:
+    """Name -> backend of every engine that runs natively here."""
+    from core.inference.backends import TorchBackend, cached_onnx_backend
+    from utils.precision import native_bf16
+
+    found = {'torch fp32': TorchBackend(model, device, 'fp32')}
+    if native_bf16(device):
+        found['torch bf16'] = TorchBackend(model, device, 'bf16')
+    if device.type == 'cpu':
+        found['onnx fp32'] = cached_onnx_backend(model, checkpoint)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--models', nargs='+', default=['r50', 'demo'], choices=['r50', 'demo'])
+    parser.add_argument('--batch_sizes', type=int, nargs='+', default=[1, 32])
+    parser.add_argument('--repeats', type=int, default=5, help='timed calls per engine and batch size')
+    parser.add_argument('--threads', type=int, default=2, help='torch and ONNX Runtime intra-op threads')
+    parser.add_argument('--device', default='cpu')
+    args = parser.parse_args()
+
+    import logging
+
+    import onnxruntime as ort
+    import torch
+
+    from core.inference.backends import max_abs_difference
+    from utils.precision import cpu_flags
+
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cpu = next((line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
+                if line.startswith('model name')), 'unknown CPU') if Path('/proc/cpuinfo').is_file() else 'unknown CPU'
+    bf16_flags = sorted(cpu_flags() & {'avx512_bf16', 'amx_bf16'})
+    print(f'{cpu}, {args.threads} threads, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} '
+          f'kernels, bf16 flags: {", ".join(bf16_flags) or "none"}), onnxruntime {ort.__version__}, device {device}')
+    print('| network | batch | engine | images/s | vs torch fp32 | max diff |')
+    print('|---|---|---|---|---|---|')
+    for name in args.models:
+        model, checkpoint, desc = build(name, device)
+        found = engines(model, checkpoint, device)
+        for batch in args.batch_sizes:
+            images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
+            reference = found['torch fp32'](images)
+            diffs = {}
+            for engine, run in found.items():
+                out = run(images)  # warm-up; also the outputs compared
+                diffs[engine] = max(max_abs_difference({k: out[k] for k in COMPARED},
+                                                       {k: reference[k] for k in COMPARED}).values())
+            times = {engine: [] for engine in found}
+            for _ in range(args.repeats):
+                for engine, run in found.items():
+                    start = time.perf_counter()
+                    run(images)
+                    times[engine].append(time.perf_counter() - start)
+            rate = {engine: batch / statistics.median(samples) for engine, samples in times.items()}
+            for engine in found:
+                print(f'| {desc if engine == "torch fp32" else ""} | {batch} | {engine} | {rate[engine]:.1f} | '
+                      f'{rate[engine] / rate["torch fp32"]:.2f}x | {diffs[engine]:.1e} |', flush=True)
+
+
+if __name__ == '__main__':
+    main()
