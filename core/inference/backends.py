@@ -47,10 +47,12 @@ class BackendError(ValueError):
     """A backend or precision that cannot run here (the message says why and what to use instead)."""
 
 
+FINAL_FIELDS = ('theta', 'rotmat', 'pred_shape', 'pred_cam', 'verts', 'kp_3d', 'kp_2d')
+
+
 def _final_fields(final: dict) -> dict[str, torch.Tensor]:
-    """The `module docstring`'s fields of a final ``smpl_out`` entry, as fp32."""
-    return {key: final[key].float() for key in ('theta', 'rotmat', 'pred_shape', 'pred_cam', 'verts', 'kp_3d',
-                                                'kp_2d')}
+    """The `FINAL_FIELDS` a final ``smpl_out`` entry holds (all of them for PyMAF and HMR), as fp32."""
+    return {key: final[key].float() for key in FINAL_FIELDS if key in final}
 
 
 class TorchBackend:
