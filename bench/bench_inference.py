@@ -4,8 +4,8 @@
     python3 bench/bench_inference.py --models r50 --batch_sizes 1 32 --repeats 5 --threads 2
 
 For each network (``r50``: the released architecture, untrained weights with a fixed seed; ``demo``: the
-built-in demo weights) and batch size, times the engines of core/inference/backends.py on the same random
-crops, alternately, with the same number of threads: torch fp32 (the reference), torch bf16 (where the
+built-in demo weights) and batch size, times the engines of core/inference/backends.py on the same person
+crops (people of the stand-in body rendered by datasets/synthetic.py), alternately, with the same number of threads: torch fp32 (the reference), torch bf16 (where the
 device computes bf16 natively), onnx fp32 (exported and cached as the demo does). Prints images/s (the
 median of ``--repeats`` calls), the ratio to torch fp32 and the largest output difference from torch fp32
 over vertices, joints (3D and 2D) and cameras. See docs/speed.md.
@@ -36,6 +36,22 @@ def build(name: str, device):
         return PyMAFPredictor.from_checkpoint(None, device).model, None, 'ResNet-50 PyMAF (released architecture, untrained)'
     checkpoint = sorted(Path(path_config.DEMO_WEIGHTS_DIR).glob('*.pt'))[0]
     return PyMAFPredictor.from_checkpoint(checkpoint, device).model, checkpoint, f'demo weights {checkpoint.name}'
+
+
+def person_crops(count: int):
+    """(count, 3, 224, 224) normalised crops of rendered people (outputs of noise images are not representative:
+    bf16 drifts much further on them)."""
+    import tempfile
+
+    import torch
+
+    from datasets import synthetic
+    from datasets.base_dataset import BaseDataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = synthetic.generate_dataset(tmp, num_samples=count, seed=0, img_width=224, img_height=224)
+        dataset = BaseDataset('3dpw', npz_path=npz, img_dir=tmp)
+        return torch.stack([dataset[i]['img'] for i in range(count)])
 
 
 def engines(model, checkpoint, device) -> dict:
@@ -78,11 +94,12 @@ def main() -> None:
           f'kernels, bf16 flags: {", ".join(bf16_flags) or "none"}), onnxruntime {ort.__version__}, device {device}')
     print('| network | batch | engine | images/s | vs torch fp32 | max diff |')
     print('|---|---|---|---|---|---|')
+    all_images = person_crops(max(args.batch_sizes))
     for name in args.models:
         model, checkpoint, desc = build(name, device)
         found = engines(model, checkpoint, device)
         for batch in args.batch_sizes:
-            images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
+            images = all_images[:batch]
             reference = found['torch fp32'](images)
             diffs = {}
             for engine, run in found.items():

@@ -230,3 +230,16 @@ def test_eval_scripts_run_on_onnx_as_on_torch(checkpoint_copy, onnx_predictor, s
     for key in ('mpjpe_mm', 'pa_mpjpe_mm', 'pve_mm'):
         assert abs(results['onnx'][key] - results['torch'][key]) < 1e-2, key  # millimetres
     assert stats['onnx'] == pytest.approx(stats['torch'], abs=1e-6)
+
+
+def test_cache_place_without_a_writable_checkpoint_folder(tmp_path, monkeypatch):
+    from core import path_config
+
+    key = 'ab' * 32
+    checkpoint = tmp_path / 'weights' / 'model.pt'
+    checkpoint.parent.mkdir()
+    assert backends.onnx_cache_path(key, checkpoint) == checkpoint.parent.resolve() / f'model.{key[:16]}.onnx'
+    assert backends.onnx_cache_path(key, None, tmp_path) == tmp_path / f'pymaf.{key[:16]}.onnx'
+    assert backends.onnx_cache_path(key, None) == path_config.DATA_DIR / 'cache' / 'onnx' / f'pymaf.{key[:16]}.onnx'
+    monkeypatch.setattr(backends.os, 'access', lambda path, mode: False)  # a read-only checkpoint folder
+    assert backends.onnx_cache_path(key, checkpoint, tmp_path / 'cache') == tmp_path / 'cache' / f'model.{key[:16]}.onnx'
