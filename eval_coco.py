@@ -56,7 +56,6 @@ def main(args: argparse.Namespace, predictor: Predictor | None = None) -> dict:
     dataset.coco  # noqa: B018 (read the ground truth now: a broken file fails before any regression)
     if predictor is None:
         from core.evaluation.protocol import load_eval_assets, load_model
-
         from core.inference.backends import make_backend
 
         model = make_backend(load_model(args.checkpoint, device, cfg_file=args.cfg_file, misc=args.misc), device,

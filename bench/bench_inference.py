@@ -5,10 +5,10 @@
 
 For each network (``r50``: the released architecture, untrained weights with a fixed seed; ``demo``: the
 built-in demo weights) and batch size, times the engines of core/inference/backends.py on the same person
-crops (people of the stand-in body rendered by datasets/synthetic.py), alternately, with the same number of threads: torch fp32 (the reference), torch bf16 (where the
-device computes bf16 natively), onnx fp32 (exported and cached as the demo does). Prints images/s (the
-median of ``--repeats`` calls), the ratio to torch fp32 and the largest output difference from torch fp32
-over vertices, joints (3D and 2D) and cameras. See docs/speed.md.
+crops (people of the stand-in body rendered by datasets/synthetic.py), alternately, with the same number of
+threads: torch fp32 (the reference), torch bf16 (where the device computes bf16 natively), onnx fp32
+(exported and cached as the demo does). Prints images/s (the median of ``--repeats`` calls), the ratio to
+torch fp32 and the largest output difference from torch fp32 over vertices, joints (3D and 2D) and cameras. See docs/speed.md.
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def build(name: str, device):
 
     if name == 'r50':
         torch.manual_seed(0)  # the same untrained weights every run, so the ONNX cache is reused
-        return PyMAFPredictor.from_checkpoint(None, device).model, None, 'ResNet-50 PyMAF (released architecture, untrained)'
+        model = PyMAFPredictor.from_checkpoint(None, device).model
+        return model, None, 'ResNet-50 PyMAF (released architecture, untrained)'
     checkpoint = sorted(Path(path_config.DEMO_WEIGHTS_DIR).glob('*.pt'))[0]
     return PyMAFPredictor.from_checkpoint(checkpoint, device).model, checkpoint, f'demo weights {checkpoint.name}'
 

@@ -242,4 +242,5 @@ def test_cache_place_without_a_writable_checkpoint_folder(tmp_path, monkeypatch)
     assert backends.onnx_cache_path(key, None, tmp_path) == tmp_path / f'pymaf.{key[:16]}.onnx'
     assert backends.onnx_cache_path(key, None) == path_config.DATA_DIR / 'cache' / 'onnx' / f'pymaf.{key[:16]}.onnx'
     monkeypatch.setattr(backends.os, 'access', lambda path, mode: False)  # a read-only checkpoint folder
-    assert backends.onnx_cache_path(key, checkpoint, tmp_path / 'cache') == tmp_path / 'cache' / f'model.{key[:16]}.onnx'
+    expected = tmp_path / 'cache' / f'model.{key[:16]}.onnx'
+    assert backends.onnx_cache_path(key, checkpoint, tmp_path / 'cache') == expected
