@@ -8,7 +8,8 @@ built-in demo weights) and batch size, times the engines of core/inference/backe
 crops (people of the stand-in body rendered by datasets/synthetic.py), alternately, with the same number of
 threads: torch fp32 (the reference), torch bf16 (where the device computes bf16 natively), onnx fp32
 (exported and cached as the demo does). Prints images/s (the median of ``--repeats`` calls), the ratio to
-torch fp32 and the largest output difference from torch fp32 over vertices, joints (3D and 2D) and cameras. See docs/speed.md.
+torch fp32 and the largest output difference from torch fp32 over vertices, joints (3D and 2D) and cameras.
+See docs/speed.md.
 """
 from __future__ import annotations
 
