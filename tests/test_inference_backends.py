@@ -203,7 +203,8 @@ def test_demo_runs_each_backend_with_the_same_meshes(checkpoint_copy, onnx_predi
         with open(out / 'noise' / 'output.pkl', 'rb') as f:
             verts[backend] = pickle.load(f)[3]['verts']
     assert verts['onnx'].shape == (2, 6890, 3) and np.abs(verts['onnx'] - verts['torch']).max() < 1e-4
-    assert demo.main(['--vid_file', str(video), '--backend', 'onnx', '--precision', 'bf16']) == 1
+    assert demo.main(['--vid_file', str(video), '--backend', 'onnx', '--precision', 'bf16', '--output_folder',
+                      str(tmp_path / 'bad')]) == 1
     assert 'fp32 only' in capsys.readouterr().err
 
 
