@@ -294,9 +294,9 @@ def make_detector(args: argparse.Namespace, device):
 
 def blazepose_finder():
     """The people finder on the shipped BlazePose models, with HOG proposals (`core.inference.keypoints`)."""
-    from core.inference.keypoints import build_finder
     from utils.video.blazepose import ModelFileError
     from utils.video.detection import HogDetector
+    from utils.video.people import build_finder
 
     try:
         return build_finder(proposals=HogDetector().detect)

@@ -101,7 +101,7 @@ def test_demo_missing_model_file_is_one_error_line(tmp_path, monkeypatch, capsys
 
 
 def test_finder_finds_the_skaters_not_the_spectators():
-    from core.inference.keypoints import build_finder
+    from utils.video.people import build_finder
 
     image = _rgb(MEDIA / 'skates.png')
     people = build_finder().find(image)
@@ -113,7 +113,7 @@ def test_finder_finds_the_skaters_not_the_spectators():
 
 
 def test_nobody_in_an_empty_image():
-    from core.inference.keypoints import build_finder
+    from utils.video.people import build_finder
 
     rng = np.random.default_rng(0)
     image = (rng.random((360, 480, 3)) * 40 + 100).astype(np.uint8)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from core.fitting import FitWeights, fit_keypoints
-from utils.video.blazepose import NUM_LANDMARKS, PoseDetector, PoseLandmarker, PoseLandmarks
+from utils.video.blazepose import NUM_LANDMARKS, PoseLandmarks
 from utils.video.people import PeopleFinder, PeopleTracker
 from utils.video.tracking import fill_gaps, smooth_boxes
 
@@ -29,12 +29,6 @@ def pose_square_box(pose: PoseLandmarks) -> np.ndarray:
     x1, y1, x2, y2 = pose.box()
     size = max(x2 - x1, y2 - y1)
     return np.array([(x1 + x2) / 2, (y1 + y2) / 2, size, size], dtype=np.float32)
-
-
-def build_finder(proposals=None, num_threads: int = 1, fractions=(1.0, 0.5)) -> PeopleFinder:
-    """A `PeopleFinder` on the shipped BlazePose models (raises `utils.video.blazepose.ModelFileError`)."""
-    return PeopleFinder(PoseDetector(num_threads=num_threads), PoseLandmarker(num_threads=num_threads, keep_mask=True),
-                        proposals=proposals, fractions=fractions)
 
 
 def track_people(frames: Iterable[tuple[int, np.ndarray]], finder: PeopleFinder, image_mode: bool,

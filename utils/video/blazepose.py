@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.video.tracking import iou_matrix
+
 logger = logging.getLogger(__name__)
 
 ASSET_DIR = Path(__file__).resolve().parents[2] / 'assets' / 'blazepose'
@@ -173,16 +175,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
 
 
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one ``[x1, y1, x2, y2]`` box with (K, 4) boxes; returns (K,)."""
-    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = w * h
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
 def weighted_nms(scores: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray,
                  iou_threshold: float = DETECTION_NMS_IOU) -> list[tuple[float, np.ndarray, np.ndarray]]:
     """Score-weighted non-maximum suppression: each kept detection is the score-weighted mean of the
@@ -201,7 +193,7 @@ def weighted_nms(scores: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray,
     for i in range(len(scores)):
         if not alive[i]:
             continue
-        group = alive & (box_iou(boxes[i], boxes) > iou_threshold)
+        group = alive & (iou_matrix(boxes[i][None], boxes)[0] > iou_threshold)
         group[i] = True
         w = scores[group] / scores[group].sum()
         out.append((float(scores[i]), (boxes[group] * w[:, None]).sum(0),

@@ -180,10 +180,9 @@ class BlazePoseBoxes:
     """
 
     def __init__(self, score_threshold: float | None = None) -> None:
-        from utils.video.blazepose import PoseDetector, PoseLandmarker
-        from utils.video.people import PeopleFinder
+        from utils.video.people import build_finder
 
-        self.finder = PeopleFinder(PoseDetector(), PoseLandmarker(keep_mask=True), proposals=HogDetector().detect)
+        self.finder = build_finder(proposals=HogDetector().detect)
         if score_threshold is not None:
             self.finder.presence_threshold = float(score_threshold)
 

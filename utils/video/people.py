@@ -21,7 +21,7 @@ previous frame (no detection needed while the landmark model keeps its score), a
 the first frame, every ``search_every`` frames and whenever someone was lost, to pick up newcomers. A new
 person found near where a track was lost within ``max_gap`` frames resumes that track's id.
 
-This module imports only numpy, OpenCV and `utils.video.blazepose`.
+This module imports only numpy, OpenCV, `utils.video.blazepose` and `utils.video.tracking`.
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils.video.blazepose import LANDMARK_SIZE, PoseDetector, PoseLandmarker, PoseLandmarks, box_iou, roi_affine
+from utils.video.blazepose import LANDMARK_SIZE, PoseDetector, PoseLandmarker, PoseLandmarks, roi_affine
+from utils.video.tracking import iou_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,13 @@ class PeopleFinder:
         return sorted(found, key=lambda p: -p.score)
 
 
+def build_finder(proposals: Callable[[np.ndarray], np.ndarray] | None = None, num_threads: int = 1,
+                 fractions: Sequence[float] = (1.0, 0.5)) -> PeopleFinder:
+    """A `PeopleFinder` on the shipped BlazePose models (raises `utils.video.blazepose.ModelFileError`)."""
+    return PeopleFinder(PoseDetector(num_threads=num_threads), PoseLandmarker(num_threads=num_threads, keep_mask=True),
+                        proposals=proposals, fractions=fractions)
+
+
 @dataclass
 class Track:
     """One person followed over frames: id, the frames seen and the landmarks in each."""
@@ -272,7 +280,7 @@ class PeopleTracker:
         for track in self.ended:
             if frame - track.frames[-1] > self.max_gap:
                 continue
-            iou = float(box_iou(pose.box(), track.last.box()[None])[0])
+            iou = float(iou_matrix(pose.box()[None], track.last.box()[None])[0, 0])
             if iou > best_iou:
                 best, best_iou = track, iou
         if best is not None:
