@@ -19,6 +19,7 @@ limb joints for the limbs, OpenPose points for the face and feet); see ``utils/v
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,6 +178,37 @@ def align_camera(joints: torch.Tensor, target: torch.Tensor, conf: torch.Tensor,
     return torch.where(ok[:, None], solved, cam)
 
 
+class Adam:
+    """Adam on a few leaf tensors (first moment 0.9, second 0.999, epsilon 1e-8, no weight decay), the
+    update torch.optim.Adam makes with its defaults. Written out because constructing torch's optimiser
+    imports its compiler stack (over a second on a CPU) on first use, a fixed cost the demo paid per run.
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
+        self.first = [torch.zeros_like(p) for p in params]
+        self.second = [torch.zeros_like(p) for p in params]
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        beta1, beta2 = self.betas
+        correction1 = 1 - beta1 ** self.steps
+        correction2_sqrt = math.sqrt(1 - beta2 ** self.steps)
+        for p, m, v in zip(self.params, self.first, self.second):
+            if p.grad is None:
+                continue
+            m.lerp_(p.grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            p.addcdiv_(m, (v.sqrt() / correction2_sqrt).add_(self.eps), value=-self.lr / correction1)
+
+
 def fit_keypoints(smpl: torch.nn.Module, pose_aa: np.ndarray, betas: np.ndarray, cam: np.ndarray,
                   keypoints_crop: np.ndarray, visibility: np.ndarray, world: np.ndarray | None = None,
                   has_keypoints: np.ndarray | None = None, weights: FitWeights | None = None,
@@ -264,7 +296,7 @@ def _fit_batch(smpl, pose0, betas0, cam0, keypoints_crop, visibility, world, wei
     pose = pose_init.clone().requires_grad_(True)
     betas = betas_init.clone().requires_grad_(True)
     cam = cam_start.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([pose, betas, cam], lr=weights.lr)
+    optimizer = Adam([pose, betas, cam], lr=weights.lr)
 
     def error_2d(joints, camera):
         residual = ((projection(joints, camera)[:, TARGET_IDS] - target) ** 2).sum(-1).sqrt()
@@ -273,7 +305,7 @@ def _fit_batch(smpl, pose0, betas0, cam0, keypoints_crop, visibility, world, wei
     with torch.no_grad():
         before = error_2d(joints_of(pose_init, betas_init), torch.as_tensor(cam0, **f32))
     for _ in range(weights.iterations):
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         joints = joints_of(pose, betas)
         projected = projection(joints, cam)[:, TARGET_IDS]
         loss = weights.keypoints_2d * (gmof(((projected - target) ** 2).sum(-1), weights.sigma) * conf).sum(1)
