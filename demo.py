@@ -17,10 +17,10 @@ nobody writes no result files. Mistakes print one ``error:`` line (utils/cli.py)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -110,26 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 class DemoError(cli.UserError):
     """A user-facing error: printed as one line, exit status 1."""
-
-
-@dataclass
-class StageTimer:
-    """Wall time and item counts per stage, for the final summary."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-    items: dict[str, int] = field(default_factory=dict)
-
-    def add(self, stage: str, seconds: float, items: int) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-        self.items[stage] = self.items.get(stage, 0) + items
-
-    def lines(self) -> list[str]:
-        out = []
-        for stage, sec in self.seconds.items():
-            n = self.items[stage]
-            rate = f'{n / sec:7.2f} frames/s' if sec > 0 and n else '      -'
-            out.append(f'  {stage:<22s} {sec:8.2f} s  {rate}')
-        return out
 
 
 def check_flags(args: argparse.Namespace) -> list[str]:
@@ -315,128 +295,232 @@ def record_size(sizes: dict, index: int, frame: np.ndarray, source, image_mode: 
                         'for a folder of independent images add --image_based')
 
 
-def track_with_blazepose(args, source, image_mode: bool, log, timer) -> tuple[dict, dict, dict]:
-    """Stage 1 with BlazePose: tracks and sizes as `detect_and_track` gives them, and the landmarks of every
-    tracked frame ``{pid: {frame: PoseLandmarks}}`` for the keypoint stages."""
-    from core.inference.keypoints import track_people
+def people_stage(args, source, device, image_mode: bool):
+    """Stage 1 of the pipeline, as the flags ask (`core.inference.video`): who is where in each frame."""
+    from core.inference import video
+    from utils.video.detection import full_image_box, load_anno_file
+    from utils.video.tracking import SortTracker
 
-    start = time.perf_counter()
-    finder = blazepose_finder()
-    sizes: dict[int, tuple[int, int]] = {}
+    if args.use_gt:
+        tracks = load_anno_file(args.anno_file, source.width, source.height)
+        return video.GivenPeopleStage(tracks)
+    if args.detector.lower() == 'blazepose' and not args.single_crop:
+        finder = blazepose_finder()
+        if image_mode:
+            return video.FoundPeopleStage(finder)
+        from utils.video.people import PeopleTracker
 
-    def frames():
-        for index, frame in source.frames():
-            record_size(sizes, index, frame, source, image_mode)
-            yield index, frame
-
-    tracks, landmarks = track_people(frames(), finder, image_mode, search_every=args.search_every,
-                                     max_gap=args.max_track_gap, min_track_len=args.min_track_len,
-                                     smooth_sigma=args.bbox_smooth)
-    if image_mode:
-        for index in sizes:
-            if not any(index in t['frames'] for t in tracks.values()):
-                log(f'nobody found in {source.names[index]}: no mesh (--single_crop takes the whole image as one '
-                    'person)')
-    timer.add('detection+keypoints', time.perf_counter() - start, len(sizes))
-    log(f'blazepose: {len(tracks)} people; {finder.stats["windows"]} detector windows, '
-        f'{finder.stats["landmark_runs"]} landmark passes')
-    return tracks, sizes, landmarks
+        return video.TrackedPeopleStage(PeopleTracker(finder, search_every=args.search_every,
+                                                      max_gap=args.max_track_gap),
+                                        smooth_sigma=args.bbox_smooth, min_track_len=args.min_track_len)
+    detector = None if args.single_crop else make_detector(args, device)
+    tracker = None if image_mode else SortTracker(max_age=args.max_track_gap)
+    return video.DetectedPeopleStage(detector, args.tracker_batch_size, tracker, smooth_sigma=args.bbox_smooth,
+                                     min_track_len=args.min_track_len,
+                                     fallback=full_image_box if args.single_crop else None)
 
 
-def refine(results, sizes, predictor, bbox_scale: float, log, timer) -> None:
-    """Keypoint fitting of every person-frame with keypoints, then meshes and cameras re-posed."""
-    from core.inference.keypoints import refine_results
-    from core.inference.smoothing import find_body_model
+def sized_frames(source, sizes: dict, image_mode: bool):
+    """The source's ``(index, frame)`` pairs, each frame's size noted in ``sizes`` (`record_size`)."""
+    for index, frame in source.frames():
+        record_size(sizes, index, frame, source, image_mode)
+        yield index, frame
 
-    start = time.perf_counter()
+
+class Collect:
+    """Pipeline stage: keeps each frame's people as output.pkl rows (``rows``) and passes the frame on."""
+
+    name = 'collect'
+
+    def __init__(self, image_mode: bool, source, log) -> None:
+        self.rows: dict[int, list[dict]] = {}
+        self.image_mode, self.source, self.log = image_mode, source, log
+
+    def process(self, work):
+        if self.image_mode and not work.ids:
+            self.log(f'nobody found in {self.source.names[work.index]}: no mesh (--single_crop takes the whole '
+                     'image as one person)')
+        for k, pid in enumerate(work.ids):
+            row = {key: val[k:k + 1] for key, val in work.people.items()}
+            row['frame'] = work.index
+            self.rows.setdefault(pid, []).append(row)
+        return [work]
+
+    def finish(self):
+        return []
+
+
+class Render:
+    """Pipeline stage: the overlay panels of each frame (`PyRenderer`, one shared z-buffer per frame);
+    gives ``(index, canvas)``. ``meshes(work) -> (verts list, cam_t (N, 3))`` picks a frame's meshes."""
+
+    name = 'rendering'
+
+    def __init__(self, args, faces, device, meshes) -> None:
+        from core.constants import FOCAL_LENGTH
+        from utils.render.renderer import PyRenderer
+
+        self.args, self.meshes = args, meshes
+        self.renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH * args.render_ratio, device=device)
+
+    def process(self, work):
+        import cv2
+
+        args, frame = self.args, work.frame
+        if args.render_ratio != 1.0:
+            frame = cv2.resize(frame, None, fx=args.render_ratio, fy=args.render_ratio,
+                               interpolation=cv2.INTER_AREA if args.render_ratio < 1 else cv2.INTER_LINEAR)
+        verts, cam_t = self.meshes(work)
+        panels = [frame] if args.with_raw else []
+        panels.append(self.renderer(verts, frame=frame, cam_t=cam_t) if verts else frame.copy())
+        if args.empty_bg:
+            panels.append(self.renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True) if verts
+                          else np.zeros_like(frame))
+        if args.sideview:
+            panels.append(self.renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True, side_view=True) if verts
+                          else np.zeros_like(frame))
+        return [(work.index, np.concatenate(panels, axis=1))]
+
+    def finish(self):
+        return []
+
+
+class Write:
+    """Pipeline stage: the rendered frames into the video and/or PNG files; gives the frame indices."""
+
+    name = 'writing'
+
+    def __init__(self, args, source, out_dir: Path, image_mode: bool) -> None:
+        from utils.video.io import VideoWriter
+
+        self.args, self.source, self.out_dir, self.image_mode = args, source, out_dir, image_mode
+        name = source.path.stem if source.kind != 'folder' else source.path.name
+        self.frames_dir = out_dir / (f'{name}_output' if not image_mode else '')
+        self.writer = None if image_mode else VideoWriter(out_dir / f'{name}_result.mp4', fps=source.fps)
+        self.count = 0
+
+    def process(self, item):
+        from utils.video.io import write_png
+
+        index, canvas = item
+        if self.image_mode:
+            write_png(self.out_dir / f'{self.source.names[index]}_pymaf.png', canvas)
+        else:
+            self.writer.write(canvas)
+            if not self.args.no_frames:
+                write_png(self.frames_dir / f'{index:06d}.png', canvas)
+        self.count += 1
+        return [index]
+
+    def finish(self):
+        self.close()
+        return []
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def work_meshes(work):
+    """A frame's meshes and camera translations from its regressed people."""
+    if not work.ids:
+        return [], np.zeros((0, 3))
+    return list(work.people['verts']), work.people['cam_t'].reshape(-1, 3)
+
+
+def saved_meshes(results: dict[int, dict], height: int):
+    """``meshes(work)`` for `Render` from a result file's people (``cam_t``, or the original's ``orig_cam``)."""
+    from utils.geometry import orig_cam_to_cam_t
+
+    by_frame: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for res in results.values():
+        cam_t = res.get('cam_t')
+        if cam_t is None:  # a result file of the original demo
+            cam_t = orig_cam_to_cam_t(res['orig_cam'], height)
+        for verts, t, f in zip(res['verts'], cam_t, res['frame_ids']):
+            by_frame.setdefault(int(f), []).append((verts, t))
+
+    def meshes(work):
+        people = by_frame.get(work.index, [])
+        return [v for v, _ in people], np.array([t for _, t in people]).reshape(-1, 3)
+    return meshes
+
+
+def body_model_for(predictor, flag: str):
+    """The SMPL layer inside the predictor's network, which ``flag`` needs to re-pose bodies (DemoError)."""
+    from core.inference.predictor import find_body_model
+
     try:
-        smpl = find_body_model(predictor.model)
+        return find_body_model(predictor.model)
     except ValueError as err:
-        raise DemoError(f'--refine: {err}') from err
-    stats = refine_results(results, smpl, bbox_scale=bbox_scale, device=predictor.device)
-    predictor.repose(results, sizes, smpl)
-    timer.add('fitting', time.perf_counter() - start, len(sizes))
-    log(f'fitting: {int(stats["fitted"])} person-frames, keypoint error {stats["error_before"]:.3f} -> '
-        f'{stats["error_after"]:.3f} (crop units)')
+        raise DemoError(f'{flag}: {err}') from err
 
 
-def detect_and_track(args, source, device, log, timer) -> tuple:
-    """Stage 1. Returns tracks {pid: {'frames', 'bbox' [cx, cy, s, s]}}, {frame: (width, height)} and the
-    BlazePose landmarks {pid: {frame: PoseLandmarks}} (empty for other detectors)."""
+def process(args, source, predictor, faces, out_dir: Path, device, log, clock) -> tuple[dict, int]:
+    """Everything from frames to results in one streaming pipeline (`core.inference.pipeline`): people,
+    regression, keypoints and fitting, smoothing, rendering and writing overlap. Returns the results
+    ``{pid: entry}`` and the number of frames rendered."""
     from tqdm import tqdm
 
-    from utils.video.detection import full_image_box, load_anno_file
-    from utils.video.tracking import track_detections, xyxy_to_square
+    from core.inference import video
+    from core.inference.pipeline import run_pipeline
+    from core.inference.predictor import person_results
 
     image_mode = source.kind == 'image' or args.image_based
     sizes: dict[int, tuple[int, int]] = {}
-    start = time.perf_counter()
-    if args.use_gt:
-        tracks = load_anno_file(args.anno_file, source.width, source.height)
-        limit = len(source)
-        tracks = {pid: {'frames': t['frames'][t['frames'] < limit], 'bbox': t['bbox'][t['frames'] < limit]}
-                  for pid, t in tracks.items()}
-        tracks = {pid: t for pid, t in tracks.items() if len(t['frames'])}
-        sizes = {i: (source.width, source.height) for i in range(len(source))}
-        timer.add('detection+tracking', time.perf_counter() - start, len(source))
-        return tracks, sizes, {}
-    if args.detector.lower() == 'blazepose' and not args.single_crop:
-        return track_with_blazepose(args, source, image_mode, log, timer)
-    detector = None if args.single_crop else make_detector(args, device)
-    dets_per_frame, frame_ids = [], []
-    bar = tqdm(total=len(source), desc='detection', unit='frame', disable=None)
-    for indices, frames in source.batches(args.tracker_batch_size):
-        for i, frame in zip(indices, frames):
-            record_size(sizes, i, frame, source, image_mode)
-        if detector is None:
-            dets_per_frame += [np.zeros((0, 5), np.float32)] * len(frames)
-        else:
-            dets_per_frame += detector(frames)
-        frame_ids += indices
-        bar.update(len(frames))
-    bar.close()
-    if image_mode:
-        tracks, next_id = {}, 1
-        for i, dets in zip(frame_ids, dets_per_frame):
-            boxes = xyxy_to_square(dets[:, :4]) if len(dets) else np.zeros((0, 4))
-            if len(boxes) == 0 and args.single_crop:
-                boxes = full_image_box(*sizes[i])[None]
-            elif len(boxes) == 0:
-                log(f'nobody found in {source.names[i]}: no mesh (--single_crop takes the whole image as one '
-                    'person)')
-            for box in boxes:
-                tracks[next_id] = {'frames': np.array([i]), 'bbox': np.asarray(box, np.float32)[None]}
-                next_id += 1
-    else:
-        tracks = track_detections(dets_per_frame, frame_ids, max_age=args.max_track_gap,
-                                  min_track_len=args.min_track_len, smooth_sigma=args.bbox_smooth)
-    timer.add('detection+tracking', time.perf_counter() - start, len(frame_ids))
-    return tracks, sizes, {}
+    people = people_stage(args, source, device, image_mode)
+    stages = [people, video.RegressionStage(predictor)]
+    with_keypoints = isinstance(people, (video.TrackedPeopleStage, video.FoundPeopleStage))
+    refining = with_keypoints and (refine_by_default(args) if args.refine is None else args.refine)
+    smpl = body_model_for(predictor, '--refine') if refining else None
+    fitting = video.KeypointStage(predictor, smpl, refining, args.bbox_scale) if with_keypoints else None
+    stages += [fitting] if fitting is not None else []
+    if args.smooth:
+        stages.append(video.SmoothingStage(predictor, body_model_for(predictor, '--smooth'), source.fps,
+                                           args.smooth_min_cutoff, args.smooth_beta))
+    collect = Collect(image_mode, source, log)
+    stages.append(collect)
+    write = None
+    if not args.no_render:
+        write = Write(args, source, out_dir, image_mode)
+        stages += [Render(args, faces, device, work_meshes), write]
+    try:
+        with tqdm(total=len(source), desc='demo', unit='frame', disable=None) as bar:
+            for _ in run_pipeline(sized_frames(source, sizes, image_mode), stages, clock=clock):
+                bar.update(1)
+    finally:
+        if write is not None:
+            write.close()
+    if with_keypoints:
+        stats = (people.finder if hasattr(people, 'finder') else people.tracker.finder).stats
+        log(f'blazepose: {len({pid for pid in collect.rows})} people; {stats["windows"]} detector windows, '
+            f'{stats["landmark_runs"]} landmark passes')
+    if refining:
+        log(f'fitting: {int(fitting.stats["fitted"])} person-frames, keypoint error '
+            f'{fitting.stats["error_before"]:.3f} -> {fitting.stats["error_after"]:.3f} (crop units)')
+    return person_results(collect.rows), (write.count if write is not None else 0)
 
 
-def regress(args, source, tracks, predictor, log, timer, stages=()) -> dict[int, dict]:
-    """Stage 2: batched regression over all crops, streaming the frames once; ``stages`` run per frame."""
+def render_saved(args, source, results, faces, out_dir: Path, device, clock) -> int:
+    """``--recon_result_file``: the saved meshes drawn over the frames (decoding, rendering and writing
+    overlap). Returns the number of frames written."""
     from tqdm import tqdm
 
-    by_frame: dict[int, list[tuple[int, np.ndarray]]] = {}
-    for pid, track in tracks.items():
-        for f, box in zip(track['frames'], track['bbox']):
-            by_frame.setdefault(int(f), []).append((pid, box))
-    start = time.perf_counter()
-    total_crops = sum(len(v) for v in by_frame.values())
-    frames_done = 0
+    from core.inference.pipeline import run_pipeline
+    from core.inference.video import FrameWork
 
-    def counted_frames():
-        nonlocal frames_done
-        for item in source.frames():
-            yield item
-            frames_done += 1
-
-    with tqdm(total=total_crops, desc='regression', unit='crop', disable=None) as bar:
-        results = predictor.predict_video(counted_frames(), by_frame, stages=stages, progress=bar.update)
-    timer.add('regression', time.perf_counter() - start, frames_done)
-    log(f'regression: {total_crops} crops in {time.perf_counter() - start:.1f} s')
-    return {pid: results[pid] for pid in tracks if pid in results}
+    image_mode = source.kind == 'image' or args.image_based
+    write = Write(args, source, out_dir, image_mode)
+    stages = [Render(args, faces, device, saved_meshes(results, source.height)), write]
+    try:
+        frames = (FrameWork(index, frame) for index, frame in source.frames())
+        with tqdm(total=len(source), desc='rendering', unit='frame', disable=None) as bar:
+            for _ in run_pipeline(frames, stages, clock=clock):
+                bar.update(1)
+    finally:
+        write.close()
+    return write.count
 
 
 def save_results(args, results, out_dir, source, faces, log, timer, smpl=None) -> None:
@@ -465,62 +549,6 @@ def save_results(args, results, out_dir, source, faces, log, timer, smpl=None) -
     timer.add('saving', time.perf_counter() - start, len(source))
 
 
-def render(args, source, results, faces, out_dir, device, timer) -> int:
-    """Stage 3: overlays with a shared z-buffer; writes the video and/or PNG frames. Returns frames written."""
-    import cv2
-    from tqdm import tqdm
-
-    from core.constants import FOCAL_LENGTH
-    from utils.geometry import orig_cam_to_cam_t
-    from utils.render.renderer import PyRenderer
-    from utils.video.io import VideoWriter, write_png
-
-    by_frame: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for res in results.values():
-        cam_t = res.get('cam_t')
-        if cam_t is None:  # a result file of the original demo
-            cam_t = orig_cam_to_cam_t(res['orig_cam'], source.height)
-        for verts, t, f in zip(res['verts'], cam_t, res['frame_ids']):
-            by_frame.setdefault(int(f), []).append((verts, t))
-    image_mode = source.kind == 'image' or args.image_based
-    name = source.path.stem if source.kind != 'folder' else source.path.name
-    frames_dir = out_dir / (f'{name}_output' if not image_mode else '')
-    writer = None if image_mode else VideoWriter(out_dir / f'{name}_result.mp4', fps=source.fps)
-    renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH * args.render_ratio, device=device)
-    start = time.perf_counter()
-    count = 0
-    try:
-        for index, frame in tqdm(source.frames(), total=len(source), desc='rendering', unit='frame', disable=None):
-            if args.render_ratio != 1.0:
-                frame = cv2.resize(frame, None, fx=args.render_ratio, fy=args.render_ratio,
-                                   interpolation=cv2.INTER_AREA if args.render_ratio < 1 else cv2.INTER_LINEAR)
-            people = by_frame.get(index, [])
-            verts = [v for v, _ in people]
-            cam_t = np.array([t for _, t in people]).reshape(-1, 3)
-            panels = [frame] if args.with_raw else []
-            panels.append(renderer(verts, frame=frame, cam_t=cam_t) if people else frame.copy())
-            if args.empty_bg:
-                panels.append(renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True) if people
-                              else np.zeros_like(frame))
-            if args.sideview:
-                panels.append(renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True, side_view=True) if people
-                              else np.zeros_like(frame))
-            canvas = np.concatenate(panels, axis=1)
-            if image_mode:
-                stem = source.names[index]
-                write_png(out_dir / f'{stem}_pymaf.png', canvas)
-            else:
-                writer.write(canvas)
-                if not args.no_frames:
-                    write_png(frames_dir / f'{index:06d}.png', canvas)
-            count += 1
-    finally:
-        if writer is not None:
-            writer.close()
-    timer.add('rendering', time.perf_counter() - start, count)
-    return count
-
-
 def saved_faces(result_file: str | Path) -> np.ndarray:
     """Triangles for re-rendering a result file: the ``faces`` of the output.npz beside it, else the body model's."""
     npz = Path(result_file).with_name('output.npz')
@@ -541,8 +569,9 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
 
     ``model_factory`` and ``faces`` replace the PyMAF network and SMPL's triangles (tests, embedding).
     """
+    from core.inference.pipeline import StageClock
     from core.inference.predictor import resolve_device
-    from core.inference.smoothing import smooth_results
+    from models.smpl import get_smpl_faces
     from utils.export.results import load_output_pkl
     from utils.video.io import open_frame_source
 
@@ -558,7 +587,7 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
     out_dir = Path(args.output_folder) / name
     log(f'input: {source.kind} {input_path} ({len(source)} frames, {source.width}x{source.height}, '
         f'{source.fps:.2f} fps); device: {device}; output: {out_dir}')
-    timer = StageTimer()
+    clock = StageClock()
     rendered = 0
     with cli.staged_output(out_dir) as tmp_dir:
         if args.recon_result_file:
@@ -567,44 +596,58 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
                 faces = saved_faces(args.recon_result_file)
             if not results:
                 log(f'nobody in {args.recon_result_file}: nothing to render')
+            elif not args.no_render:
+                start = time.perf_counter()
+                rendered = render_saved(args, source, results, faces, tmp_dir, device, clock)
+                clock.add('end to end', time.perf_counter() - start, rendered)
         else:
             predictor = build_predictor(args, device, log, model_factory)
             smpl = predictor.body_model
-            if faces is None and smpl is not None:
-                faces = smpl.faces
-            tracks, sizes, landmarks = detect_and_track(args, source, device, log, timer)
-            if not tracks:
+            if faces is None:
+                faces = smpl.faces if smpl is not None else get_smpl_faces()
+            start = time.perf_counter()
+            with single_threaded_ops():
+                results, rendered = process(args, source, predictor, faces, tmp_dir, device, log, clock)
+            clock.add('end to end', time.perf_counter() - start, len(source))
+            if results:
+                save_results(args, results, tmp_dir, source, faces, log, clock, smpl)
+            else:
                 log(f'nobody was found in {input_path}: no results to save'
                     + ('' if args.use_gt else ' (try --detector yolo with a YOLO weights file, --use_gt, or for '
                                               'an image --single_crop to take the whole image as one person)'))
-                results = {}
-            else:
-                results = regress(args, source, tracks, predictor, log, timer)
-                if landmarks:
-                    from core.inference.keypoints import attach_keypoints
-
-                    attach_keypoints(results, landmarks)
-                    if refine_by_default(args) if args.refine is None else args.refine:
-                        refine(results, sizes, predictor, args.bbox_scale, log, timer)
-                if args.smooth:
-                    smooth_results(results, predictor, source.fps, sizes, args.smooth_min_cutoff,
-                                   args.smooth_beta)
-            if faces is None:
-                from models.smpl import get_smpl_faces
-
-                faces = get_smpl_faces()
-            if results:
-                save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
-        if not args.no_render and results:
-            rendered = render(args, source, results, faces, tmp_dir, device, timer)
+                empty_folder(tmp_dir)
+                rendered = 0
     summary = {'frames': len(source), 'people': len(results), 'output': str(out_dir), 'device': str(device),
-               'rendered': rendered, 'seconds': dict(timer.seconds),
+               'rendered': rendered, 'seconds': dict(clock.seconds),
                'total_seconds': time.perf_counter() - total_start}
     log(f'done: {len(source)} frames, {len(results)} people, {rendered} frames rendered -> {out_dir}')
-    for line in timer.lines():
+    for line in clock.lines():
         log(line)
     log(f'  {"total (with loading)":<22s} {summary["total_seconds"]:8.2f} s')
     return summary
+
+
+@contextlib.contextmanager
+def single_threaded_ops():
+    """PyTorch's operations on one thread each while the pipeline runs: its stages already keep the cores
+    busy, and splitting the small tensor operations of fitting and rendering across threads would only
+    make the stages wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def empty_folder(folder: Path) -> None:
+    """Remove what a run wrote into its staging folder (a run that finds nobody leaves no outputs)."""
+    import shutil
+
+    for entry in folder.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def run_live_demo(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarray | None = None) -> dict:
@@ -617,7 +660,9 @@ def run_live_demo(args: argparse.Namespace, log=print, model_factory=None, faces
     device = resolve_device(args.device)
     out_dir = Path(args.output_folder) / 'webcam'
     log(f'input: live {args.webcam}; device: {device}; output: {out_dir}')
-    timer = StageTimer()
+    from core.inference.pipeline import StageClock
+
+    clock = StageClock()
     with cli.staged_output(out_dir) as tmp_dir:
         predictor = build_predictor(args, device, log, model_factory)
         smpl = predictor.body_model
@@ -633,9 +678,9 @@ def run_live_demo(args: argparse.Namespace, log=print, model_factory=None, faces
             from core.inference.keypoints import attach_keypoints
 
             attach_keypoints(results, detector.landmarks)
-        timer.add('live', time.perf_counter() - start, len(source))
+        clock.add('live', time.perf_counter() - start, len(source))
         if results:
-            save_results(args, results, tmp_dir, source, faces, log, timer, smpl)
+            save_results(args, results, tmp_dir, source, faces, log, clock, smpl)
     log(f'done: {len(source)} frames, {len(results)} people -> {out_dir}')
     return {'frames': len(source), 'people': len(results), 'output': str(out_dir), 'device': str(device),
             'rendered': 0 if args.no_render else len(source), 'total_seconds': time.perf_counter() - start}

@@ -262,76 +262,54 @@ class PyMAFPredictor:
             ``{person_id: entry}`` as in output.pkl (`person_results`), people without frames left out.
         """
         rows: dict[int, list[dict]] = {}
-        pending_imgs: list[torch.Tensor] = []
-        pending: list[tuple[int, int]] = []          # (frame index, row in that frame) per pending crop
-        open_frames: dict[int, dict] = {}            # frame index -> its image, ids, boxes and finished rows
+        batcher = CropBatcher(self, progress)
 
-        def flush() -> None:
-            if not pending_imgs:
-                return
-            out = self.predict_crops(torch.stack(pending_imgs))
-            for k, (index, _) in enumerate(pending):
-                open_frames[index]['rows'].append({key: val[k:k + 1] for key, val in out.items()})
-            if progress is not None:
-                progress(len(pending_imgs))
-            pending_imgs.clear()
-            pending.clear()
-            for index in [i for i, f in open_frames.items() if len(f['rows']) == len(f['ids'])]:
-                self._finish_frame(index, open_frames.pop(index), stages, rows)
+        def keep(done: list[FrameResult]) -> None:
+            for index, frame, ids, people in done:
+                if not ids:
+                    continue
+                for stage in stages:
+                    people = stage(frame, index, people)
+                for k, pid in enumerate(ids):
+                    row = {key: val[k:k + 1] for key, val in people.items()}
+                    row['frame'] = index
+                    rows.setdefault(pid, []).append(row)
 
         for index, frame in frames:
-            people = boxes_by_frame.get(index, [])
-            if not people:
-                continue
-            open_frames[index] = {'frame': frame, 'ids': [pid for pid, _ in people], 'rows': [],
-                                  'boxes': np.asarray([box for _, box in people], np.float32).reshape(-1, 4)}
-            for k, (_, box) in enumerate(people):
-                pending_imgs.append(crop_person(frame, box, self.bbox_scale)[0])
-                pending.append((index, k))
-                if len(pending_imgs) >= self.batch_size:
-                    flush()
-        flush()
+            if boxes_by_frame.get(index):
+                keep(batcher.add(index, frame, boxes_by_frame[index]))
+        keep(batcher.flush())
         return person_results(rows)
 
-    def _finish_frame(self, index: int, state: dict, stages: Sequence[FrameStage], rows: dict) -> None:
-        """Cameras, stages and per-person rows of one frame whose crops are all regressed."""
-        frame = state['frame']
-        people = {key: np.concatenate([r[key] for r in state['rows']]) for key in state['rows'][0]}
-        self.add_image_cameras(people, state['boxes'], frame.shape[1], frame.shape[0])
-        for stage in stages:
-            people = stage(frame, index, people)
-        for k, pid in enumerate(state['ids']):
-            row = {key: val[k:k + 1] for key, val in people.items()}
-            row['frame'] = index
-            rows.setdefault(pid, []).append(row)
-
     @torch.no_grad()
-    def repose(self, results: dict[int, dict], sizes: dict[int, tuple[int, int]],
-               body_model: torch.nn.Module | None = None) -> None:
-        """Recompute each person's ``verts``, ``joints3d`` and image cameras (``orig_cam``, ``cam_t``,
-        ``kp2d_px``) from its ``pose``, ``betas`` and ``pred_cam`` after they were changed (smoothing,
-        keypoint fitting), in place.
+    def repose_rows(self, rows: dict[str, np.ndarray], image_sizes: np.ndarray,
+                    body_model: torch.nn.Module | None = None) -> None:
+        """Recompute ``verts``, ``joints3d`` and the image cameras (``orig_cam``, ``cam_t``, ``kp2d_px``) of N
+        rows of any people and frames from their ``pose`` (N, 72), ``betas`` and ``pred_cam`` after these
+        were changed (keypoint fitting, smoothing), in place.
 
         Args:
-            results: output.pkl's ``{person_id: entry}``.
-            sizes: ``{frame_index: (width, height)}`` in pixels.
+            rows: the rows (`predict_image`'s fields, N rows each).
+            image_sizes: (N, 2) ``(width, height)`` px of each row's image.
             body_model: the SMPL layer to pose (default: the network's `body_model`).
         """
         from utils.geometry import projection
 
+        if not len(rows['pose']):
+            return
         smpl = body_model if body_model is not None else self.body_model
-        for res in results.values():
-            pose = torch.as_tensor(res['pose'], device=self.device)
-            out = smpl(betas=torch.as_tensor(res['betas'], device=self.device), body_pose=pose[:, 3:],
-                       global_orient=pose[:, :3], pose2rot=True)
-            kp_2d = projection(out.joints.float(), torch.as_tensor(res['pred_cam'], device=self.device)).cpu().numpy()
-            res['verts'] = out.vertices.float().cpu().numpy()
-            res['joints3d'] = out.joints.float().cpu().numpy()
-            for k, f in enumerate(res['frame_ids']):
-                row = {'pred_cam': res['pred_cam'][k:k + 1], 'kp_2d': kp_2d[k:k + 1]}
-                self.add_image_cameras(row, res['bboxes'][k:k + 1], *sizes[int(f)])
-                for key in ('orig_cam', 'cam_t', 'kp2d_px'):
-                    res[key][k] = row[key][0]
+        pose = torch.as_tensor(rows['pose'], device=self.device)
+        out = smpl(betas=torch.as_tensor(rows['betas'], device=self.device), body_pose=pose[:, 3:],
+                   global_orient=pose[:, :3], pose2rot=True)
+        rows['verts'] = out.vertices.float().cpu().numpy()
+        rows['joints3d'] = out.joints.float().cpu().numpy()
+        kp_2d = projection(out.joints.float(), torch.as_tensor(rows['pred_cam'], device=self.device)).cpu().numpy()
+        for size in np.unique(image_sizes, axis=0):
+            same = (image_sizes == size).all(axis=1)
+            part = {'pred_cam': rows['pred_cam'][same], 'kp_2d': kp_2d[same]}
+            self.add_image_cameras(part, rows['bboxes'][same], int(size[0]), int(size[1]))
+            for key in ('orig_cam', 'cam_t', 'kp2d_px'):
+                rows[key][same] = part[key]
 
     def add_image_cameras(self, result: dict[str, np.ndarray], bboxes: np.ndarray, img_width: int,
                           img_height: int) -> dict[str, np.ndarray]:
@@ -344,6 +322,82 @@ class PyMAFPredictor:
             result['orig_cam'], result['cam_t'] = np.zeros((0, 4), np.float32), np.zeros((0, 3), np.float32)
         result['kp2d_px'] = crop_to_image_px(result['kp_2d'], result['bboxes'], self.bbox_scale).astype(np.float32)
         return result
+
+
+def find_body_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The SMPL module inside ``model`` (for re-posing fitted or smoothed parameters).
+
+    Raises:
+        ValueError: the model holds no SMPL module.
+    """
+    for module in model.modules():
+        if type(module).__name__ == 'SMPL':
+            return module
+    raise ValueError('the model holds no SMPL module to pose (needed by --smooth and --refine)')
+
+
+# One frame's regressed people: (frame index, (H, W, 3) uint8 frame, person ids, `PyMAFPredictor.predict_image`'s
+# fields with one row per id).
+FrameResult = tuple[int, np.ndarray, list[int], dict[str, np.ndarray]]
+
+
+class CropBatcher:
+    """Regression of a clip's people fed frame by frame: crops of consecutive frames share forward passes of
+    the predictor's ``batch_size``; each frame comes back, in order, once all its people are regressed.
+
+    Args:
+        predictor: the predictor whose backend, crop window and batch size are used.
+        progress: called with the number of crops after each forward pass.
+    """
+
+    def __init__(self, predictor: PyMAFPredictor, progress: Callable[[int], None] | None = None) -> None:
+        self.predictor, self.progress = predictor, progress
+        self.crops: list[torch.Tensor] = []
+        self.waiting: list[dict] = []      # frames in order: index, frame, ids, boxes, rows regressed so far
+
+    def add(self, index: int, frame: np.ndarray, people: Sequence[tuple[int, np.ndarray]]) -> list[FrameResult]:
+        """Queue one frame's ``(person id, box [cx, cy, w, h] px)`` people (possibly none); returns the frames
+        finished by the forward passes this made."""
+        boxes = np.asarray([box for _, box in people], np.float32).reshape(-1, 4)
+        self.waiting.append({'index': index, 'frame': frame, 'ids': [pid for pid, _ in people], 'boxes': boxes,
+                             'rows': []})
+        done = []
+        for box in boxes:
+            self.crops.append(crop_person(frame, box, self.predictor.bbox_scale)[0])
+            if len(self.crops) >= self.predictor.batch_size:
+                done += self._run()
+        return done + self._finished()
+
+    def flush(self) -> list[FrameResult]:
+        """Regress what is queued; returns every frame still waiting."""
+        return self._run() + self._finished()
+
+    def _run(self) -> list[FrameResult]:
+        if not self.crops:
+            return []
+        out = self.predictor.predict_crops(torch.stack(self.crops))
+        k = 0
+        for state in self.waiting:
+            while len(state['rows']) < len(state['ids']) and k < len(self.crops):
+                state['rows'].append({key: val[k:k + 1] for key, val in out.items()})
+                k += 1
+        if self.progress is not None:
+            self.progress(len(self.crops))
+        self.crops = []
+        return self._finished()
+
+    def _finished(self) -> list[FrameResult]:
+        done = []
+        while self.waiting and len(self.waiting[0]['rows']) == len(self.waiting[0]['ids']):
+            state = self.waiting.pop(0)
+            if state['rows']:
+                people = {key: np.concatenate([r[key] for r in state['rows']]) for key in state['rows'][0]}
+            else:
+                people = self.predictor.predict_crops(torch.zeros(0, 3, IMG_RES, IMG_RES))
+            frame = state['frame']
+            self.predictor.add_image_cameras(people, state['boxes'], frame.shape[1], frame.shape[0])
+            done.append((state['index'], frame, state['ids'], people))
+        return done
 
 
 def person_result(rows: dict[str, np.ndarray], frame_ids: np.ndarray) -> dict[str, np.ndarray | None]:

@@ -23,36 +23,45 @@ def _alpha(cutoff_hz: float, dt: float) -> float:
     return 1.0 / (1.0 + tau / dt)
 
 
-def one_euro(signal: np.ndarray, fps: float, min_cutoff: float = 1.0, beta: float = 0.05,
-             d_cutoff: float = 1.0) -> np.ndarray:
-    """One-Euro filter along the first axis.
+class OneEuro:
+    """The One-Euro filter fed one sample at a time (a sample is any array; each element is filtered).
 
     Args:
-        signal: (T, ...) samples at a constant rate.
         fps: sample rate in Hz.
         min_cutoff: minimum cut-off frequency in Hz.
         beta: speed coefficient (units of the signal: cut-off += beta * |speed|).
         d_cutoff: cut-off of the derivative in Hz.
-
-    Returns:
-        (T, ...) filtered signal (float64); the first sample is unchanged.
     """
+
+    def __init__(self, fps: float, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0) -> None:
+        self.dt = 1.0 / float(fps)
+        self.min_cutoff, self.beta = min_cutoff, beta
+        self.a_d = _alpha(d_cutoff, self.dt)
+        self.last: np.ndarray | None = None
+        self.dx_prev: np.ndarray | None = None
+
+    def __call__(self, sample: np.ndarray) -> np.ndarray:
+        """The filtered value (float64) of the next sample; the first sample passes unchanged."""
+        x = np.asarray(sample, dtype=np.float64)
+        if self.last is None:
+            self.last, self.dx_prev = x.copy(), np.zeros_like(x)
+            return self.last.copy()
+        dx = (x - self.last) / self.dt
+        dx_hat = self.a_d * dx + (1 - self.a_d) * self.dx_prev
+        cutoff = self.min_cutoff + self.beta * np.abs(dx_hat)
+        a = 1.0 / (1.0 + 1.0 / (2.0 * math.pi * cutoff * self.dt))
+        self.last = a * x + (1 - a) * self.last
+        self.dx_prev = dx_hat
+        return self.last.copy()
+
+
+def one_euro(signal: np.ndarray, fps: float, min_cutoff: float = 1.0, beta: float = 0.05,
+             d_cutoff: float = 1.0) -> np.ndarray:
+    """One-Euro filter along the first axis of (T, ...) samples at a constant rate (see `OneEuro`); returns
+    the (T, ...) filtered signal (float64), the first sample unchanged."""
     x = np.asarray(signal, dtype=np.float64)
-    if len(x) < 2:
-        return x.copy()
-    dt = 1.0 / float(fps)
-    out = np.empty_like(x)
-    out[0] = x[0]
-    dx_prev = np.zeros_like(x[0])
-    a_d = _alpha(d_cutoff, dt)
-    for t in range(1, len(x)):
-        dx = (x[t] - out[t - 1]) / dt
-        dx_hat = a_d * dx + (1 - a_d) * dx_prev
-        cutoff = min_cutoff + beta * np.abs(dx_hat)
-        a = 1.0 / (1.0 + 1.0 / (2.0 * math.pi * cutoff * dt))
-        out[t] = a * x[t] + (1 - a) * out[t - 1]
-        dx_prev = dx_hat
-    return out
+    step = OneEuro(fps, min_cutoff, beta, d_cutoff)
+    return np.stack([step(sample) for sample in x]) if len(x) else x.copy()
 
 
 def axis_angle_to_quat(aa: np.ndarray) -> np.ndarray:
@@ -80,9 +89,13 @@ def make_sign_continuous(quat: np.ndarray) -> np.ndarray:
     """Flip quaternions (T, ..., 4) along time so each is in the same hemisphere as the previous one."""
     q = np.array(quat, dtype=np.float64)
     for t in range(1, len(q)):
-        flip = (q[t] * q[t - 1]).sum(axis=-1, keepdims=True) < 0
-        q[t] = np.where(flip, -q[t], q[t])
+        q[t] = same_hemisphere(q[t], q[t - 1])
     return q
+
+
+def same_hemisphere(quat: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """``quat`` (..., 4), each flipped where it points away from ``previous`` (q and -q are one rotation)."""
+    return np.where((quat * previous).sum(axis=-1, keepdims=True) < 0, -quat, quat)
 
 
 def smooth_pose_aa(pose_aa: np.ndarray, fps: float, min_cutoff: float = 1.0, beta: float = 0.05) -> np.ndarray:
@@ -105,6 +118,27 @@ def smooth_pose_aa(pose_aa: np.ndarray, fps: float, min_cutoff: float = 1.0, bet
 def smooth_track(pose_aa: np.ndarray, betas: np.ndarray, pred_cam: np.ndarray, fps: float,
                  min_cutoff: float = 1.0, beta: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Smooth one person's pose (T, 72), shape (T, 10) and crop camera (T, 3) over consecutive frames."""
-    return (smooth_pose_aa(pose_aa, fps, min_cutoff, beta),
-            one_euro(betas, fps, min_cutoff, beta).astype(np.float32),
-            one_euro(pred_cam, fps, min_cutoff, beta).astype(np.float32))
+    smoother = TrackSmoother(fps, min_cutoff, beta)
+    steps = [smoother(p, b, c) for p, b, c in zip(pose_aa, betas, pred_cam)]
+    if not steps:
+        return (np.asarray(pose_aa, np.float32), np.asarray(betas, np.float32), np.asarray(pred_cam, np.float32))
+    return tuple(np.stack(part) for part in zip(*steps))
+
+
+class TrackSmoother:
+    """`smooth_track` fed one frame at a time: ``smoother(pose_aa (72,), betas (10,), pred_cam (3,))`` returns
+    the smoothed triple (float32); the first frame passes unchanged. One per person and run of frames."""
+
+    def __init__(self, fps: float, min_cutoff: float = 1.0, beta: float = 0.05) -> None:
+        self.filters = [OneEuro(fps, min_cutoff, beta) for _ in range(3)]
+        self.last_quat: np.ndarray | None = None
+
+    def __call__(self, pose_aa: np.ndarray, betas: np.ndarray, pred_cam: np.ndarray,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pose_aa = np.asarray(pose_aa)
+        quat = axis_angle_to_quat(pose_aa.reshape(-1, 3))
+        if self.last_quat is not None:
+            quat = same_hemisphere(quat, self.last_quat)
+        self.last_quat = quat
+        pose = quat_to_axis_angle(self.filters[0](quat)).reshape(pose_aa.shape).astype(np.float32)
+        return pose, self.filters[1](betas).astype(np.float32), self.filters[2](pred_cam).astype(np.float32)

@@ -19,6 +19,7 @@ Tracks with fewer than ``min_track_len`` detected frames are dropped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -176,8 +177,8 @@ class SortTracker:
         for track in sorted(self.finished + self.active, key=lambda t: t.id):
             if len(track.frames) < max(1, min_track_len):
                 continue
-            frames, boxes = fill_gaps(np.asarray(track.frames), np.asarray(track.boxes), self.max_age)
-            result[track.id] = {'frames': frames, 'bbox': smooth_boxes(xyxy_to_square(boxes), smooth_sigma)}
+            frames, boxes = settle_boxes(track.frames, track.boxes, self.max_age, smooth_sigma, xyxy_to_square)
+            result[track.id] = {'frames': frames, 'bbox': boxes}
         return result
 
 
@@ -223,6 +224,125 @@ def smooth_boxes(boxes_sq: np.ndarray, sigma: float) -> np.ndarray:
         boxes_sq = gaussian_filter1d(boxes_sq, sigma, axis=0, mode='nearest')
         boxes_sq[:, 3] = boxes_sq[:, 2]
     return boxes_sq.astype(np.float32)
+
+
+def smoothing_radius(sigma: float) -> int:
+    """Frames on each side that `smooth_boxes` reads (its Gaussian is cut at 4 sigma)."""
+    return int(4.0 * float(sigma) + 0.5) if sigma > 0 else 0
+
+
+def settle_boxes(frames, boxes, max_gap: int, smooth_sigma: float,
+                 to_square: Callable[[np.ndarray], np.ndarray] | None = None,
+                 first: int | None = None, last: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One track's post-processing (see the module docstring): gaps filled, boxes made square, smoothed.
+
+    Args:
+        frames: (N,) increasing frame indices where the track was seen (no gap longer than ``max_gap``).
+        boxes: (N, 4) its boxes in those frames.
+        max_gap: longest gap that is filled (`fill_gaps`).
+        smooth_sigma: Gaussian sigma, frames (`smooth_boxes`).
+        to_square: turns filled boxes into ``[cx, cy, s, s]`` (None: they already are).
+        first, last: return only the frames in [first, last]; only the detections these frames depend on
+            are read, and the result equals the same frames of the whole track's post-processing.
+
+    Returns:
+        ``(frames (M,) int64, boxes (M, 4) float32 [cx, cy, s, s])``.
+    """
+    frames = np.asarray(frames, dtype=np.int64)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if first is not None or last is not None:
+        margin = smoothing_radius(smooth_sigma) + max_gap + 1
+        lo = -np.inf if first is None else first - margin
+        hi = np.inf if last is None else last + margin
+        near = (frames >= lo) & (frames <= hi)
+        frames, boxes = frames[near], boxes[near]
+    frames, boxes = fill_gaps(frames, boxes, max_gap)
+    boxes = smooth_boxes(to_square(boxes) if to_square is not None else boxes, smooth_sigma)
+    keep = np.ones(len(frames), dtype=bool)
+    if first is not None:
+        keep &= frames >= first
+    if last is not None:
+        keep &= frames <= last
+    return frames[keep], boxes[keep]
+
+
+class SettledTracks:
+    """Streams `settle_boxes`: takes a tracker's people frame by frame and gives each frame's final boxes
+    as soon as no later frame can change them, equal to post-processing the whole clip at the end.
+
+    A frame is final when every track that could still change it has settled: a track still open (it may
+    be seen again: within ``horizon`` frames of its last sighting) holds back the frames whose smoothing
+    reads past its last sighting (``smoothing_radius`` frames), and, while it has fewer than
+    ``min_track_len`` sightings (it may yet be dropped), every frame from its first.
+
+    Args:
+        max_gap, smooth_sigma, to_square: as in `settle_boxes`.
+        horizon: frames after a track's last sighting within which the tracker may still extend it.
+        min_track_len: tracks with fewer sightings are dropped.
+    """
+
+    def __init__(self, max_gap: int, smooth_sigma: float, horizon: int, min_track_len: int = 1,
+                 to_square: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.max_gap, self.smooth_sigma, self.horizon = int(max_gap), float(smooth_sigma), int(horizon)
+        self.min_track_len = max(1, int(min_track_len))
+        self.to_square = to_square
+        self.radius = smoothing_radius(smooth_sigma)
+        self.seen: dict[int, tuple[list[int], list[np.ndarray]]] = {}   # recent sightings per track
+        self.count: dict[int, int] = {}                                    # all sightings per track
+        self.latest = -1          # the last frame observed
+        self.emitted = -1         # the last frame given out
+
+    def observe(self, frame: int, people: Iterable[tuple[int, np.ndarray]]) -> None:
+        """The tracker's ``(person id, box)`` pairs of ``frame`` (frames in increasing order)."""
+        for pid, box in people:
+            frames, boxes = self.seen.setdefault(int(pid), ([], []))
+            frames.append(int(frame))
+            boxes.append(np.asarray(box, dtype=np.float64))
+            self.count[int(pid)] = self.count.get(int(pid), 0) + 1
+        self.latest = max(self.latest, int(frame))
+
+    def final_until(self) -> int:
+        """The last frame whose boxes can no longer change."""
+        bound = self.latest
+        for pid, (frames, _) in self.seen.items():
+            if self.latest >= frames[-1] + self.horizon:
+                continue
+            if self.count[pid] < self.min_track_len:
+                bound = min(bound, frames[0] - 1)
+            bound = min(bound, frames[-1] - self.radius)
+        return bound
+
+    def take(self, everything: bool = False) -> dict[int, dict[int, np.ndarray]]:
+        """Boxes of the frames that became final since the last call (all remaining ones when
+        ``everything``, at the end of the clip): ``{frame: {person id: [cx, cy, s, s]}}``; frames
+        without anybody are left out."""
+        until = self.latest if everything else self.final_until()
+        out: dict[int, dict[int, np.ndarray]] = {}
+        if until <= self.emitted:
+            return out
+        for pid, (frames, boxes) in self.seen.items():
+            if frames[-1] <= self.emitted or self.count[pid] < self.min_track_len and (
+                    everything or self.latest >= frames[-1] + self.horizon):
+                continue
+            settled_frames, settled = settle_boxes(frames, boxes, self.max_gap, self.smooth_sigma, self.to_square,
+                                                   first=self.emitted + 1, last=until)
+            for f, box in zip(settled_frames, settled):
+                out.setdefault(int(f), {})[pid] = box
+        self.emitted = until
+        self._forget()
+        return out
+
+    def _forget(self) -> None:
+        """Drop sightings no frame still to come reads (long clips stay cheap); tracks ended long ago go."""
+        keep_from = self.emitted + 1 - (self.radius + self.max_gap + 1)
+        for pid in list(self.seen):
+            frames, boxes = self.seen[pid]
+            if frames[-1] < keep_from - self.horizon:
+                del self.seen[pid]
+                continue
+            cut = next((k for k, f in enumerate(frames) if f >= keep_from), len(frames))
+            cut = min(cut, len(frames) - 1)   # the last sighting says whether the track is still open
+            del frames[:cut], boxes[:cut]
 
 
 def track_detections(dets_per_frame: list[np.ndarray], frame_ids: list[int] | None = None,
