@@ -328,105 +328,45 @@ def sized_frames(source, sizes: dict, image_mode: bool):
 
 
 class Collect:
-    """Pipeline stage: keeps each frame's people as output.pkl rows (``rows``) and passes the frame on."""
+    """`core.inference.video.CollectStage` that also says which images hold nobody (image mode)."""
 
     name = 'collect'
 
     def __init__(self, image_mode: bool, source, log) -> None:
-        self.rows: dict[int, list[dict]] = {}
+        from core.inference.video import CollectStage
+
+        self.inner = CollectStage()
+        self.rows = self.inner.rows
         self.image_mode, self.source, self.log = image_mode, source, log
 
     def process(self, work):
         if self.image_mode and not work.ids:
             self.log(f'nobody found in {self.source.names[work.index]}: no mesh (--single_crop takes the whole '
                      'image as one person)')
-        for k, pid in enumerate(work.ids):
-            row = {key: val[k:k + 1] for key, val in work.people.items()}
-            row['frame'] = work.index
-            self.rows.setdefault(pid, []).append(row)
-        return [work]
+        return self.inner.process(work)
 
     def finish(self):
         return []
 
 
-class Render:
-    """Pipeline stage: the overlay panels of each frame (`PyRenderer`, one shared z-buffer per frame);
-    gives ``(index, canvas)``. ``meshes(work) -> (verts list, cam_t (N, 3))`` picks a frame's meshes."""
+def render_stages(args, source, faces, device, out_dir: Path, image_mode: bool, meshes=None):
+    """The rendering and writing stages (`core.inference.video`) for the flags and the output layout."""
+    from core.constants import FOCAL_LENGTH
+    from core.inference import video
+    from utils.render.renderer import PyRenderer
+    from utils.video.io import VideoWriter
 
-    name = 'rendering'
-
-    def __init__(self, args, faces, device, meshes) -> None:
-        from core.constants import FOCAL_LENGTH
-        from utils.render.renderer import PyRenderer
-
-        self.args, self.meshes = args, meshes
-        self.renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH * args.render_ratio, device=device)
-
-    def process(self, work):
-        import cv2
-
-        args, frame = self.args, work.frame
-        if args.render_ratio != 1.0:
-            frame = cv2.resize(frame, None, fx=args.render_ratio, fy=args.render_ratio,
-                               interpolation=cv2.INTER_AREA if args.render_ratio < 1 else cv2.INTER_LINEAR)
-        verts, cam_t = self.meshes(work)
-        panels = [frame] if args.with_raw else []
-        panels.append(self.renderer(verts, frame=frame, cam_t=cam_t) if verts else frame.copy())
-        if args.empty_bg:
-            panels.append(self.renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True) if verts
-                          else np.zeros_like(frame))
-        if args.sideview:
-            panels.append(self.renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True, side_view=True) if verts
-                          else np.zeros_like(frame))
-        return [(work.index, np.concatenate(panels, axis=1))]
-
-    def finish(self):
-        return []
-
-
-class Write:
-    """Pipeline stage: the rendered frames into the video and/or PNG files; gives the frame indices."""
-
-    name = 'writing'
-
-    def __init__(self, args, source, out_dir: Path, image_mode: bool) -> None:
-        from utils.video.io import VideoWriter
-
-        self.args, self.source, self.out_dir, self.image_mode = args, source, out_dir, image_mode
-        name = source.path.stem if source.kind != 'folder' else source.path.name
-        self.frames_dir = out_dir / (f'{name}_output' if not image_mode else '')
-        self.writer = None if image_mode else VideoWriter(out_dir / f'{name}_result.mp4', fps=source.fps)
-        self.count = 0
-
-    def process(self, item):
-        from utils.video.io import write_png
-
-        index, canvas = item
-        if self.image_mode:
-            write_png(self.out_dir / f'{self.source.names[index]}_pymaf.png', canvas)
-        else:
-            self.writer.write(canvas)
-            if not self.args.no_frames:
-                write_png(self.frames_dir / f'{index:06d}.png', canvas)
-        self.count += 1
-        return [index]
-
-    def finish(self):
-        self.close()
-        return []
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
-
-def work_meshes(work):
-    """A frame's meshes and camera translations from its regressed people."""
-    if not work.ids:
-        return [], np.zeros((0, 3))
-    return list(work.people['verts']), work.people['cam_t'].reshape(-1, 3)
+    renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH * args.render_ratio, device=device)
+    render = video.RenderStage(renderer, meshes or video.regressed_meshes, with_raw=args.with_raw,
+                               empty_bg=args.empty_bg, sideview=args.sideview, render_ratio=args.render_ratio)
+    name = source.path.stem if source.kind != 'folder' else source.path.name
+    if image_mode:
+        write = video.WriteStage(None, lambda index: out_dir / f'{source.names[index]}_pymaf.png')
+    else:
+        frames_dir = out_dir / f'{name}_output'
+        write = video.WriteStage(VideoWriter(out_dir / f'{name}_result.mp4', fps=source.fps),
+                                 None if args.no_frames else lambda index: frames_dir / f'{index:06d}.png')
+    return [render, write]
 
 
 def saved_meshes(results: dict[int, dict], height: int):
@@ -483,8 +423,8 @@ def process(args, source, predictor, faces, out_dir: Path, device, log, clock) -
     stages.append(collect)
     write = None
     if not args.no_render:
-        write = Write(args, source, out_dir, image_mode)
-        stages += [Render(args, faces, device, work_meshes), write]
+        stages += render_stages(args, source, faces, device, out_dir, image_mode)
+        write = stages[-1]
     try:
         with tqdm(total=len(source), desc='demo', unit='frame', disable=None) as bar:
             for _ in run_pipeline(sized_frames(source, sizes, image_mode), stages, clock=clock):
@@ -511,8 +451,8 @@ def render_saved(args, source, results, faces, out_dir: Path, device, clock) -> 
     from core.inference.video import FrameWork
 
     image_mode = source.kind == 'image' or args.image_based
-    write = Write(args, source, out_dir, image_mode)
-    stages = [Render(args, faces, device, saved_meshes(results, source.height)), write]
+    stages = render_stages(args, source, faces, device, out_dir, image_mode, saved_meshes(results, source.height))
+    write = stages[-1]
     try:
         frames = (FrameWork(index, frame) for index, frame in source.frames())
         with tqdm(total=len(source), desc='rendering', unit='frame', disable=None) as bar:

@@ -1,8 +1,9 @@
 """Live mode of the demo (``demo.py --webcam``): each frame from a camera or stream is detected, tracked
-online, regressed and rendered as it arrives, instead of the video pipeline's three passes over a file.
+online, regressed and rendered as it arrives, with the same pipeline stages as a video file.
 
-Differences from the video pipeline, which sees the whole clip first: tracks are online (no gap filling or
-box smoothing over future frames, no One-Euro smoothing), and the overlay video is written as frames come.
+Differences from a video file, where the pipeline may look a few frames ahead: tracks are online (no gap
+filling or box smoothing over future frames, no One-Euro smoothing, no keypoint fit), and crops are not
+batched across frames.
 The results file has the same fields. Stop with Ctrl-C, ``--max_frames``, or the end of the stream.
 """
 from __future__ import annotations
@@ -64,6 +65,10 @@ def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, 
              stages: Sequence[FrameStage] = (), log=print) -> tuple[dict[int, dict], LiveSource]:
     """Reconstruct everyone in each frame of a camera or stream as it arrives.
 
+    Reading, following people, regression, rendering and writing run at once, as a pipeline
+    (`core.inference.pipeline`): each frame's crops are regressed as soon as it is read (no batching across
+    frames, which would delay it).
+
     Args:
         spec: camera index ('0'), device path or stream/file URL (`open_capture`).
         predictor: the network (`core.inference.predictor.PyMAFPredictor`).
@@ -77,7 +82,7 @@ def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, 
         render: write the overlay video.
         display: also show it in a window when OpenCV has a GUI.
         max_frames: stop after this many frames (None: the end of the stream or Ctrl-C).
-        stages: per-frame steps after regression (`FrameStage`), as in the video pipeline.
+        stages: per-frame steps after regression (`FrameStage`), as in `PyMAFPredictor.predict_video`.
         log: where progress lines go.
 
     Returns:
@@ -86,6 +91,8 @@ def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, 
     import cv2
 
     from core.constants import FOCAL_LENGTH
+    from core.inference import video
+    from core.inference.pipeline import run_pipeline
     from utils.render.renderer import PyRenderer
     from utils.video.io import VideoWriter
     from utils.video.tracking import SortTracker, xyxy_to_square
@@ -93,7 +100,7 @@ def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, 
     capture = open_capture(str(spec))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     if getattr(detector, 'tracks_people', False):
-        follow = detector
+        people = video.OnlinePeopleStage(detector, getattr(detector, 'landmarks', None))
     else:
         tracker = SortTracker(max_age=max_track_gap)
 
@@ -101,56 +108,52 @@ def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, 
             tracked = tracker.update(index, detector([frame])[0])
             squares = xyxy_to_square(np.array([box for _, box in tracked]).reshape(-1, 4))
             return [(pid, box) for (pid, _), box in zip(tracked, squares)]
-    renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH, device=predictor.device) if render else None
+        people = video.OnlinePeopleStage(follow)
     show = display and gui_available()
     if display and not show:
         log('note: --display needs an OpenCV build with a GUI (pip install opencv-python); writing the video only')
-    writer = None
-    rows: dict[int, list[dict]] = {}
-    width = height = 0
-    index = 0
-    start = time.perf_counter()
-    try:
-        while max_frames is None or index < max_frames:
+    size = {'width': 0, 'height': 0, 'read': 0}
+
+    def frames():
+        while max_frames is None or size['read'] < max_frames:
             ok, bgr = capture.read()
             if not ok:
-                break
+                return
             frame = np.ascontiguousarray(bgr[..., ::-1])
-            height, width = frame.shape[:2]
-            people = follow(index, frame)
-            boxes = np.array([box for _, box in people], dtype=np.float32).reshape(-1, 4)
-            verts, cam_t = [], []
-            if len(people):
-                out = predictor.predict_image(frame, boxes)
-                for stage in stages:
-                    out = stage(frame, index, out)
-                for k, (pid, _) in enumerate(people):
-                    row = {key: value[k:k + 1] for key, value in out.items()}
-                    row['frame'] = index
-                    rows.setdefault(pid, []).append(row)
-                verts, cam_t = list(out['verts']), out['cam_t']
-            if renderer is not None:
-                canvas = renderer(verts, frame=frame, cam_t=np.asarray(cam_t).reshape(-1, 3)) if verts else frame
-                if writer is None:
-                    writer = VideoWriter(out_dir / 'webcam_result.mp4', fps=fps)
-                writer.write(canvas)
-                if show:
-                    cv2.imshow('PyMAF', np.ascontiguousarray(canvas[..., ::-1]))
-                    if cv2.waitKey(1) & 0xFF in (ord('q'), 27):
-                        break
-            index += 1
-            if index % 30 == 0:
-                log(f'live: {index} frames, {index / (time.perf_counter() - start):.1f} frames/s, '
-                    f'{len(people)} people in view')
+            size['height'], size['width'] = frame.shape[:2]
+            yield size['read'], frame
+            size['read'] += 1
+
+    collect = video.CollectStage()
+    pipeline = [people, video.RegressionStage(predictor, per_frame=True)]
+    pipeline += [video.FrameStagesStage(stages)] if stages else []
+    pipeline.append(collect)
+    write = None
+    if render:
+        renderer = PyRenderer(faces=faces, focal_length=FOCAL_LENGTH, device=predictor.device)
+        write = video.WriteStage(VideoWriter(out_dir / 'webcam_result.mp4', fps=fps))
+        pipeline += [video.RenderStage(renderer), write]
+    done = 0
+    start = time.perf_counter()
+    try:
+        for item in run_pipeline(frames(), pipeline, queue_size=2, source_name='reading'):
+            done += 1
+            if show:
+                cv2.imshow('PyMAF', np.ascontiguousarray(item[1][..., ::-1]))
+                if cv2.waitKey(1) & 0xFF in (ord('q'), 27):
+                    break
+            if done % 30 == 0:
+                log(f'live: {done} frames, {done / (time.perf_counter() - start):.1f} frames/s, '
+                    f'{len(collect.rows)} people so far')
     except KeyboardInterrupt:
         log('live: stopped')
     finally:
         capture.release()
-        if writer is not None:
-            writer.close()
+        if write is not None:
+            write.close()
         if show:
             cv2.destroyAllWindows()
     elapsed = time.perf_counter() - start
-    log(f'live: {index} frames in {elapsed:.1f} s ({index / max(elapsed, 1e-9):.1f} frames/s), '
-        f'{len(rows)} people')
-    return person_results(rows), LiveSource(Path(str(spec)), width, height, fps, index)
+    log(f'live: {done} frames in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.1f} frames/s), '
+        f'{len(collect.rows)} people')
+    return person_results(collect.rows), LiveSource(Path(str(spec)), size['width'], size['height'], fps, done)

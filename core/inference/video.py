@@ -14,17 +14,21 @@ final people. Each stage takes and gives `FrameWork` items in frame order:
 3. `KeypointStage`: BlazePose keypoints beside the meshes and, with ``refine``, the keypoint fit
    (`core.inference.keypoints.refine_rows`) over a few dozen person-frames at a time.
 4. `SmoothingStage`: the One-Euro filter per person, frame by frame (`utils.video.smoothing.TrackSmoother`).
+5. `RenderStage` and `WriteStage`: the overlay panels of each frame, then the video and the PNG files.
+
+`OnlinePeopleStage` and `FrameStagesStage` serve live mode (`core.inference.live`).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from core.inference.keypoints import FIT_FIELDS, keypoint_rows, pose_square_box, refine_rows
-from core.inference.predictor import CropBatcher, PyMAFPredictor
+from core.inference.predictor import CropBatcher, FrameStage, PyMAFPredictor
 from utils.video.blazepose import PoseLandmarks
 from utils.video.people import PeopleFinder, PeopleTracker
 from utils.video.smoothing import TrackSmoother
@@ -211,19 +215,23 @@ class RegressionStage:
     Args:
         predictor: the predictor.
         progress: called with the number of crops after each forward pass.
+        per_frame: regress each frame as soon as it comes (live mode: no waiting for later frames).
     """
 
     name = 'regression'
 
-    def __init__(self, predictor: PyMAFPredictor, progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, predictor: PyMAFPredictor, progress: Callable[[int], None] | None = None,
+                 per_frame: bool = False) -> None:
         self.batcher = CropBatcher(predictor, progress)
+        self.per_frame = per_frame
         self.waiting: dict[int, FrameWork] = {}
         self.crops = 0
 
     def process(self, work: FrameWork) -> list[FrameWork]:
         self.waiting[work.index] = work
         self.crops += len(work.ids)
-        return self._done(self.batcher.add(work.index, work.frame, list(zip(work.ids, work.boxes))))
+        done = self.batcher.add(work.index, work.frame, list(zip(work.ids, work.boxes)))
+        return self._done(done + self.batcher.flush() if self.per_frame else done)
 
     def finish(self) -> list[FrameWork]:
         return self._done(self.batcher.flush())
@@ -337,3 +345,151 @@ class SmoothingStage:
 
     def finish(self) -> list[FrameWork]:
         return []
+
+
+class OnlinePeopleStage:
+    """People followed online, one frame at a time, with no lookahead (live mode).
+
+    Args:
+        follow: ``follow(frame_index, frame_rgb) -> [(person id, box [cx, cy, s, s])]``.
+        landmarks: where ``follow`` keeps the landmarks it found (``{pid: {frame: PoseLandmarks}}``, e.g.
+            `core.inference.keypoints.OnlinePeople.landmarks`), or None.
+    """
+
+    name = 'people'
+
+    def __init__(self, follow: Callable[[int, np.ndarray], list[tuple[int, np.ndarray]]],
+                 landmarks: dict[int, dict[int, PoseLandmarks]] | None = None) -> None:
+        self.follow, self.landmarks = follow, landmarks
+
+    def process(self, item: tuple[int, np.ndarray]) -> list[FrameWork]:
+        index, frame = item
+        people = dict(self.follow(index, frame))
+        seen = None if self.landmarks is None else {p: self.landmarks.get(p, {}).get(index) for p in people}
+        return [_work(index, frame, people, seen)]
+
+    def finish(self) -> list[FrameWork]:
+        return []
+
+
+class FrameStagesStage:
+    """Per-frame functions (`core.inference.predictor.FrameStage`) on each frame's regressed people."""
+
+    name = 'frame stages'
+
+    def __init__(self, stages: Sequence[FrameStage]) -> None:
+        self.stages = list(stages)
+
+    def process(self, work: FrameWork) -> list[FrameWork]:
+        if work.ids:
+            for stage in self.stages:
+                work.people = stage(work.frame, work.index, work.people)
+        return [work]
+
+    def finish(self) -> list[FrameWork]:
+        return []
+
+
+class CollectStage:
+    """Keeps each frame's people as output.pkl rows, ``rows`` ``{pid: [one-row dicts with 'frame']}`` (for
+    `core.inference.predictor.person_results`), and passes the frame on."""
+
+    name = 'collect'
+
+    def __init__(self) -> None:
+        self.rows: dict[int, list[dict]] = {}
+
+    def process(self, work: FrameWork) -> list[FrameWork]:
+        for k, pid in enumerate(work.ids):
+            row = {key: val[k:k + 1] for key, val in work.people.items()}
+            row['frame'] = work.index
+            self.rows.setdefault(pid, []).append(row)
+        return [work]
+
+    def finish(self) -> list[FrameWork]:
+        return []
+
+
+def regressed_meshes(work: FrameWork) -> tuple[list[np.ndarray], np.ndarray]:
+    """A frame's meshes ((6890, 3) vertices each) and camera translations (N, 3) from its regressed people."""
+    if not work.ids:
+        return [], np.zeros((0, 3))
+    return list(work.people['verts']), work.people['cam_t'].reshape(-1, 3)
+
+
+class RenderStage:
+    """The overlay panels of each frame, left to right: the raw frame (``with_raw``), the meshes over it,
+    the meshes on black (``empty_bg``), a side view on black (``sideview``); gives ``(index, canvas)``.
+
+    Args:
+        renderer: the mesh renderer (`utils.render.renderer.PyRenderer`), its focal length already
+            multiplied by ``render_ratio``.
+        meshes: ``meshes(work) -> (vertices list, cam_t (N, 3))``, e.g. `regressed_meshes`.
+        render_ratio: the frames are resized by this first.
+    """
+
+    name = 'rendering'
+
+    def __init__(self, renderer, meshes: Callable[[FrameWork], tuple[list[np.ndarray], np.ndarray]] = regressed_meshes,
+                 with_raw: bool = False, empty_bg: bool = False, sideview: bool = False,
+                 render_ratio: float = 1.0) -> None:
+        self.renderer, self.meshes = renderer, meshes
+        self.with_raw, self.empty_bg, self.sideview, self.render_ratio = with_raw, empty_bg, sideview, render_ratio
+
+    def process(self, work: FrameWork) -> list[tuple[int, np.ndarray]]:
+        import cv2
+
+        frame = work.frame
+        if self.render_ratio != 1.0:
+            frame = cv2.resize(frame, None, fx=self.render_ratio, fy=self.render_ratio,
+                               interpolation=cv2.INTER_AREA if self.render_ratio < 1 else cv2.INTER_LINEAR)
+        verts, cam_t = self.meshes(work)
+        draw = self.renderer
+        panels = [frame] if self.with_raw else []
+        panels.append(draw(verts, frame=frame, cam_t=cam_t) if verts else frame.copy())
+        if self.empty_bg:
+            panels.append(draw(verts, frame=frame, cam_t=cam_t, empty_bg=True) if verts else np.zeros_like(frame))
+        if self.sideview:
+            panels.append(draw(verts, frame=frame, cam_t=cam_t, empty_bg=True, side_view=True) if verts
+                          else np.zeros_like(frame))
+        return [(work.index, np.concatenate(panels, axis=1))]
+
+    def finish(self) -> list:
+        return []
+
+
+class WriteStage:
+    """Rendered frames into a video and/or PNG files; passes ``(index, canvas)`` on.
+
+    Args:
+        writer: the video (`utils.video.io.VideoWriter`), or None.
+        png_path: ``png_path(frame_index) -> path`` of a PNG to write, or None for no PNG.
+    """
+
+    name = 'writing'
+
+    def __init__(self, writer=None, png_path: Callable[[int], Path | None] | None = None) -> None:
+        self.writer, self.png_path = writer, png_path
+        self.count = 0
+
+    def process(self, item: tuple[int, np.ndarray]) -> list[tuple[int, np.ndarray]]:
+        from utils.video.io import write_png
+
+        index, canvas = item
+        if self.writer is not None:
+            self.writer.write(canvas)
+        path = self.png_path(index) if self.png_path is not None else None
+        if path is not None:
+            write_png(path, canvas)
+        self.count += 1
+        return [item]
+
+    def finish(self) -> list:
+        self.close()
+        return []
+
+    def close(self) -> None:
+        """Finish the video (also after an error)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
