@@ -590,6 +590,10 @@ class Trainer:
                                                          self.cfg.TRAIN.VIS_SAMPLES)
                 self.writer.add_image(f'valid/mesh_pred_{batch_idx}', grid, self.epoch, dataformats='HWC')
         results = self._merge_validation(evaluators)
+        if -1 not in results:
+            logger.warning('validation on %s gave no samples on any process: no results this epoch (is the set '
+                           'empty?)', self.options.eval_dataset)
+            return {}
         if self.writer is not None:
             names = {'mpjpe_mm': 'mpjpe', 'pa_mpjpe_mm': 'pa-mpjpe', 'pve_mm': 'pve'}
             for loop, res in results.items():

@@ -251,3 +251,21 @@ def test_gradient_clipping(synth, tmp_path, clip):
         assert norm_after == pytest.approx(clip, rel=1e-3)
     else:
         assert norm_after == pytest.approx(out['grad_norm'], rel=1e-4)
+
+
+def test_validation_with_no_samples_anywhere_gives_no_results(synth, tmp_path, monkeypatch, caplog):
+    """Every process's share of the validation set empty: a warning and no results, not a crash."""
+    from core import cfgs
+    from core.train_options import parse_train_args
+    from core.trainer import Trainer
+    from utils import distributed
+    from utils.train_utils import init_distributed
+
+    args = parse_train_args(_args(synth, tmp_path, *_eval_args(synth)))
+    trainer = Trainer(args, cfgs.load_cfg(args.cfg_file, args.misc), init_distributed(**args.distributed_setup()),
+                      log_dir=None)
+    assert trainer.validate()['pa_mpjpe_mm'] > 0
+    monkeypatch.setattr(distributed, 'shard_indices', lambda num_samples, info: range(0))
+    with caplog.at_level('WARNING'):
+        assert trainer.validate() == {}
+    assert 'gave no samples' in caplog.text
