@@ -278,9 +278,17 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         (N, V, 3) unit normals (zero for vertices with no face of non-zero area); their orientation follows
         the winding.
     """
-    corners = verts[:, faces]  # (N, F, 3, 3)
-    face_n = torch.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1)
-    normals = torch.zeros_like(verts)
-    for k in range(3):
-        normals.index_add_(1, faces[:, k], face_n)
-    return F.normalize(normals, dim=-1, eps=1e-12)
+    num_meshes, num_verts = verts.shape[:2]
+    faces = faces.to(device=verts.device, dtype=torch.long)
+    # Work on (component, item) rows: elementwise maths on contiguous rows is much faster on CPU than on
+    # the short last dimension of (..., 3) tensors.
+    corner_ids = (faces.T[:, None, :] + num_verts * torch.arange(num_meshes, device=verts.device)[:, None])
+    corner_ids = corner_ids.reshape(-1)  # (3 * N * F,): corner k of face f of mesh n at k * N * F + n * F + f
+    coords = verts.reshape(-1, 3).T.contiguous()  # (3, N * V)
+    x, y, z = coords.index_select(1, corner_ids).view(3, 3, -1)  # each (3 corners, N * F)
+    ux, uy, uz = x[1] - x[0], y[1] - y[0], z[1] - z[0]
+    vx, vy, vz = x[2] - x[0], y[2] - y[0], z[2] - z[0]
+    face_n = torch.stack([uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx])  # (3, N * F), |n| = 2 area
+    normals = torch.zeros_like(coords).scatter_add_(1, corner_ids.expand(3, -1), face_n.repeat(1, 3))
+    length = torch.sqrt(normals[0] ** 2 + normals[1] ** 2 + normals[2] ** 2).clamp(min=1e-12)
+    return (normals / length).T.reshape(num_meshes, num_verts, 3)

@@ -8,35 +8,45 @@ Conventions
   of the image.
 - Each vertex carries its camera-space depth ``z`` (> 0, nearer is smaller). Faces with a vertex at
   ``z <= near`` are dropped whole (no clipping); this never matters for meshes in front of the camera.
-- A pixel is covered by a face when its centre lies inside or on the edge of the projected triangle.
+- A pixel is covered by a face when its centre lies inside or on the edge of the projected triangle
+  (screen barycentrics >= -1e-6, so that edges shared by two faces leave no cracks).
   Among the faces covering a pixel the one with the smallest interpolated depth wins (a real per-pixel
-  z-buffer, independent of face order). Exact depth ties go to the face with the smallest index.
+  z-buffer, independent of face order); depths are compared in float32, and exact ties go to the face
+  with the smallest index.
 - Barycentric coordinates are perspective-correct: ``1/z`` is interpolated linearly in screen space.
 - Culling: with ``cull_backfaces=True`` faces whose projected winding is clockwise on screen in these
   y-down coordinates are dropped. For a mesh whose faces are counter-clockwise seen from outside (SMPL,
   trimesh, OpenGL convention) given in an OpenCV camera frame (x right, y down, z forward), those are
   exactly the faces turned away from the camera.
 
-How it works: every face's pixel bounding box is enumerated as (face, pixel) candidates with
-``repeat_interleave`` (no Python loop over faces or pixels); candidates outside the triangle are
-dropped, the depth buffer is updated with ``scatter_reduce(amin)`` and the winning face per pixel is
-chosen among the candidates whose depth equals the buffer. Faces are processed in chunks holding at
-most ``max_candidates`` candidates, so memory stays bounded for full-HD frames and many people.
-Visibility is not differentiable; the returned barycentrics and depth are recomputed from the winning
-faces, so gradients flow from them to ``verts_px``.
+How it works (`visible_faces`, no Python loop over faces or pixels): every kept face is cut into the pixel
+rows of its bounding box; on each row the run of pixel centres inside the triangle is found from the three
+edge equations (a division, then checked exactly at both ends), so that only pixels inside a face are ever
+enumerated, with ``repeat_interleave``. Each such (pixel, face) fragment gets one int64 key, the float32
+bits of its inverse depth (monotonic for positive floats) above the index of its row run, and one
+``scatter_reduce(amax)`` of the keys into a buffer covering only the bounding box of the faces is the
+z-buffer and the tie-break at once. Fragments are processed in chunks of at most ``max_candidates``, so
+memory stays bounded for full-HD frames and many people. `rasterize` turns the visible faces into
+full-image buffers and recomputes the barycentrics and depth of the winning faces only. Visibility is not
+differentiable; those barycentrics and depth are, so gradients flow from them to ``verts_px``.
 """
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import torch
 
 logger = logging.getLogger(__name__)
 
-# Default bound on the number of (face, pixel) candidates evaluated at once. Each takes about 200 bytes of
-# temporary memory, so this bounds the working memory to about 50 MB on top of the per-pixel buffers;
-# chunks of this size were also the fastest on CPU (cache friendly).
+# Default bound on the number of (pixel, face) fragments evaluated at once. Each takes about 80 bytes of
+# temporary memory, so this bounds the working memory to about 20 MB on top of the z-buffer.
 DEFAULT_MAX_CANDIDATES = 250_000
+# Tolerance of the inside test in barycentric units: pixel centres on a shared edge belong to both faces.
+INSIDE_EPS = 1e-6
+# Fragment keys hold the index of their row run in the low bits (ties go to the smallest index).
+_RUN_BITS = 31
+_RUN_MASK = (1 << _RUN_BITS) - 1
 
 
 def _edge_weights(p: torch.Tensor, tri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,31 +93,224 @@ def _perspective_bary(
     return l_over_z * depth[:, None], depth
 
 
-def _face_planes(tri: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Screen-space planes of the barycentrics and of the inverse depth of each face.
+class VisibleFaces(NamedTuple):
+    """The nearest face at every covered pixel, one entry per covered pixel (sorted by batch, row, column).
+
+    Attributes:
+        batch: (P,) long index of the mesh in the batch.
+        y: (P,) long pixel row.
+        x: (P,) long pixel column.
+        face: (P,) long index into ``faces`` of the visible face.
+    """
+
+    batch: torch.Tensor
+    y: torch.Tensor
+    x: torch.Tensor
+    face: torch.Tensor
+
+
+def _min3(t: torch.Tensor) -> torch.Tensor:
+    """Elementwise minimum of ``t[0], t[1], t[2]`` (faster than a reduction over a short leading dim)."""
+    return torch.minimum(torch.minimum(t[0], t[1]), t[2])
+
+
+def _max3(t: torch.Tensor) -> torch.Tensor:
+    """Elementwise maximum of ``t[0], t[1], t[2]``."""
+    return torch.maximum(torch.maximum(t[0], t[1]), t[2])
+
+
+def face_planes(
+    x: torch.Tensor, y: torch.Tensor, z: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Screen-space planes of the barycentrics and of the inverse depth of faces.
 
     Args:
-        tri: (F, 3, 3) face corners as (x_px, y_px, z).
-        ref: (F, 2) reference pixel position per face; the planes are expressed relative to it, which keeps
-            float32 round-off small on large images.
+        x, y: (3, K) pixel positions of the corners relative to a reference point per face (small numbers
+            keep float32 round-off small on large images).
+        z: (3, K) camera depth of the corners.
 
     Returns:
-        ``(plane (F, 4, 3), area (F,))``: at pixel position ``ref + (dx, dy)``, ``plane[f, k, 0] * dx +
-        plane[f, k, 1] * dy + plane[f, k, 2]`` is the screen barycentric of corner k (k < 3) and the inverse
-        depth 1/z (k = 3), and ``area`` is twice the signed screen area (its sign is the winding).
+        ``(a, b, c)``, each (4, K): at ``(dx, dy)`` from the reference point, ``a[k] * dx + b[k] * dy +
+        c[k]`` is the screen barycentric of corner k (k < 3) and the inverse depth 1/z (k = 3).
     """
-    x, y, z = tri[..., 0] - ref[:, :1], tri[..., 1] - ref[:, 1:], tri[..., 2]
-    # Edge function of the edge opposite corner k: (x_j - x_i) * (py - y_i) - (y_j - y_i) * (px - x_i).
-    i_idx, j_idx = [1, 2, 0], [2, 0, 1]
-    xi, yi, xj, yj = x[:, i_idx], y[:, i_idx], x[:, j_idx], y[:, j_idx]
-    coef_x = -(yj - yi)
-    coef_y = xj - xi
-    coef_c = (yj - yi) * xi - (xj - xi) * yi
-    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
-    safe_area = torch.where(area.abs() > 1e-12, area, torch.ones_like(area))
-    bary_plane = torch.stack([coef_x, coef_y, coef_c], dim=2) / safe_area[:, None, None]
-    inv_z_plane = (bary_plane / z[..., None]).sum(dim=1, keepdim=True)
-    return torch.cat([bary_plane, inv_z_plane], dim=1), area
+    # Edge function of the edge i -> j opposite corner k: (x_j - x_i) * (py - y_i) - (y_j - y_i) * (px - x_i).
+    xi, yi, xj, yj = x[[1, 2, 0]], y[[1, 2, 0]], x[[2, 0, 1]], y[[2, 0, 1]]
+    ex, ey = xj - xi, yj - yi
+    area = (x[1] - x[0]) * (y[2] - y[0]) - (y[1] - y[0]) * (x[2] - x[0])
+    inv_area = 1.0 / torch.where(area.abs() > 1e-12, area, torch.ones_like(area))
+    a, b, c = -ey * inv_area, ex * inv_area, (ey * xi - ex * yi) * inv_area
+    inv_z = 1.0 / z
+    planes = [torch.cat([p, (p * inv_z).sum(dim=0, keepdim=True)]) for p in (a, b, c)]
+    return planes[0], planes[1], planes[2]
+
+
+def _row_runs(
+    a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, box_w: torch.Tensor, box_h: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cut faces into the rows of their bounding boxes and find the pixels inside the face on each row.
+
+    A pixel at ``(dx, dy)`` from the face's first bounding-box pixel is inside when every screen barycentric
+    ``(b[k] * dy + c[k]) + a[k] * dx`` (k < 3, evaluated in this order) is at least ``-INSIDE_EPS``. On a
+    row each of these is monotonic in dx, so the inside pixels form one run ``lo <= dx <= hi``. The run
+    ends are estimated by dividing, shifted by a quarter pixel so that the estimate is the first (last)
+    inside pixel or the one before (after) it, and settled by the exact test at the estimate.
+
+    Args:
+        a, b, c: (4, K) planes of the faces (`face_planes`) relative to their first pixel centre.
+        box_w: (K,) long bounding-box widths in pixels (>= 1).
+        box_h: (K,) long bounding-box heights in pixels (>= 1).
+
+    Returns:
+        ``(run_face, dy, lo, count, inv_z_slope, inv_z_offset)``, each (R,): the face (index into the K
+        faces) and row of each run, its first column and its length (0 for rows without inside pixels),
+        all long, and the inverse-depth plane on that row: ``inv_z = inv_z_slope * dx + inv_z_offset``.
+    """
+    device, dtype = a.device, a.dtype
+    num_runs = int(box_h.sum())
+    run_face = torch.repeat_interleave(torch.arange(box_h.shape[0], device=device), box_h, output_size=num_runs)
+    first_run = torch.cumsum(box_h, dim=0) - box_h
+    dy = torch.arange(num_runs, device=device) - first_run.index_select(0, run_face)
+    # Per face and edge: where the barycentric crosses -INSIDE_EPS is a lower bound of the run when it
+    # grows to the right, an upper bound when it falls; a constant one bounds nothing unless negative.
+    slope = a[:3]
+    inv_slope = 1.0 / torch.where(slope == 0, torch.ones_like(slope), slope)
+    inf = torch.tensor(float('inf'), device=device, dtype=dtype)
+    lower = torch.where(slope > 0, 0.0, -inf)  # added to the crossing: -inf drops it from the max
+    upper = torch.where(slope < 0, 0.0, inf)
+    face_data = torch.cat([a, b, c, inv_slope, lower, upper, box_w[None].to(dtype)])  # (22, K)
+    run_data = face_data.index_select(1, run_face)
+    run_slope, run_b, run_c = run_data[0:4], run_data[4:8], run_data[8:12]
+    run_inv_slope, run_lower, run_upper, width = run_data[12:15], run_data[15:18], run_data[18:21], run_data[21]
+    offset = run_b * dy.to(dtype) + run_c  # (4, R): the planes at dx = 0 on this row
+    bary_slope, bary_offset = run_slope[:3], offset[:3]
+    crossing = (-INSIDE_EPS - bary_offset) * run_inv_slope  # (3, R), meaningless where the slope is 0
+    # A barycentric constant along the row and negative: no pixel of the row is inside.
+    dead = torch.where((bary_slope == 0) & (bary_offset < -INSIDE_EPS), -inf, inf)
+    lo = torch.ceil(_max3(crossing + run_lower) - 0.25).clamp(min=0)
+    hi = torch.floor(_min3(torch.minimum(crossing + run_upper, dead)) + 0.25)
+    hi = torch.minimum(hi, width - 1)
+    lo = torch.minimum(lo, width)
+    hi = torch.maximum(hi, torch.full_like(hi, -1))
+    # lo (hi) is the first (last) inside pixel or the one before (after) it: test it exactly.
+    probes = torch.stack([lo, hi])  # (2, R)
+    values = bary_offset[:, None] + bary_slope[:, None] * probes  # (3, 2, R)
+    inside = _min3(values) >= -INSIDE_EPS
+    lo = torch.where(inside[0] & (lo < width), lo, lo + 1)
+    hi = torch.where(inside[1] & (hi >= 0), hi, hi - 1)
+    count = (hi - lo + 1).clamp(min=0).long()
+    return run_face, dy, lo.long(), count, run_slope[3], offset[3]
+
+
+def visible_faces(
+    verts_px: torch.Tensor,
+    faces: torch.Tensor,
+    height: int,
+    width: int,
+    cull_backfaces: bool = False,
+    near: float = 1e-6,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+) -> VisibleFaces:
+    """The nearest face at every covered pixel, without full-image buffers (the work and memory scale with
+    the area the meshes cover, not with the image size).
+
+    Args:
+        verts_px: (B, V, 3) vertices as ``(x_px, y_px, z)`` (see `rasterize`).
+        faces: (F, 3) long vertex indices shared by the batch.
+        height: image height H in pixels.
+        width: image width W in pixels.
+        cull_backfaces: drop faces that are clockwise on screen.
+        near: faces with any vertex at ``z <= near`` are dropped.
+        max_candidates: bound on the (pixel, face) fragments processed at once (memory control).
+
+    Returns:
+        `VisibleFaces` (batch, y, x, face), one entry per covered pixel, sorted by batch, row and column.
+
+    Raises:
+        ValueError: on badly shaped inputs.
+    """
+    if verts_px.dim() != 3 or verts_px.shape[-1] != 3:
+        raise ValueError(f'verts_px must be (B, V, 3) with (x_px, y_px, z); got {tuple(verts_px.shape)}')
+    if faces.dim() != 2 or faces.shape[-1] != 3:
+        raise ValueError(f'faces must be (F, 3) vertex indices; got {tuple(faces.shape)}')
+    if height <= 0 or width <= 0:
+        raise ValueError(f'image size must be positive, got height={height} width={width}')
+    device = verts_px.device
+    batch_size, num_verts = verts_px.shape[:2]
+    dtype = verts_px.dtype
+    faces = faces.to(device=device, dtype=torch.long)
+    num_faces = faces.shape[0]
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+
+    with torch.no_grad():
+        # Corner coordinates as (3 corners, B * F faces) rows, face index b * F + f.
+        mesh_offset = num_verts * torch.arange(batch_size, device=device)[:, None]
+        corner_ids = (faces.T[:, None, :] + mesh_offset).reshape(3, -1)
+        coords = verts_px.detach().reshape(-1, 3).T.contiguous()  # (3, B * V): x, y, z
+        x, y, z = (coords[k].index_select(0, corner_ids.reshape(-1)).view(3, -1) for k in range(3))
+        x_min, x_max, y_min, y_max = _min3(x), _max3(x), _min3(y), _max3(y)
+        # Pixel range whose centres fall inside each face's bounding box, clamped to the image.
+        x0 = torch.ceil(x_min - 0.5).clamp(min=0)
+        x1 = torch.floor(x_max - 0.5).clamp(max=width - 1)
+        y0 = torch.ceil(y_min - 0.5).clamp(min=0)
+        y1 = torch.floor(y_max - 0.5).clamp(max=height - 1)
+        area = (x[1] - x[0]) * (y[2] - y[0]) - (y[1] - y[0]) * (x[2] - x[0])
+        keep = (x1 >= x0) & (y1 >= y0) & (_min3(z) > near) & (area.abs() > 1e-12)
+        # Any inf or nan coordinate makes this sum inf or nan.
+        keep &= torch.isfinite(x_min - x_max + y_min - y_max + z.sum(dim=0))
+        if cull_backfaces:
+            keep &= area < 0
+        kept = torch.nonzero(keep).squeeze(1)
+        if kept.numel() == 0:
+            return VisibleFaces(empty, empty, empty, empty)
+        x0, y0, x1, y1 = x0[kept], y0[kept], x1[kept], y1[kept]
+        a, b, c = face_planes(x[:, kept] - (x0 + 0.5), y[:, kept] - (y0 + 0.5), z[:, kept])
+        x0, y0 = x0.long(), y0.long()
+        box_w, box_h = x1.long() - x0 + 1, y1.long() - y0 + 1
+        run_face, dy, lo, count, inv_z_slope, inv_z_offset = _row_runs(a, b, c, box_w, box_h)
+        num_runs = run_face.numel()
+        if num_runs > _RUN_MASK:
+            raise ValueError(f'too many face rows ({num_runs}) for one call; split the batch')
+
+        # The z-buffer covers only the bounding box of the kept faces (of every mesh in the batch).
+        top, left = int(y0.min()), int(x0.min())
+        win_h, win_w = int(y1.max()) - top + 1, int(x1.max()) - left + 1
+        mesh = torch.div(kept, num_faces, rounding_mode='floor')
+        # Index in the window of each run's first pixel.
+        run_pix = ((mesh * win_h + y0 - top) * win_w + x0 - left).index_select(0, run_face) + dy * win_w + lo
+        keys = torch.zeros(batch_size * win_h * win_w, dtype=torch.long, device=device)
+        ends = torch.cumsum(count, dim=0)
+        first = ends - count  # index of each run's first fragment
+        chunk_id = torch.div(first, max_candidates, rounding_mode='floor')
+        bounds = (torch.nonzero(chunk_id[1:] != chunk_id[:-1]).squeeze(1) + 1).tolist()
+        for start, stop in zip([0] + bounds, bounds + [num_runs]):
+            cnt = count[start:stop]
+            chunk_first = int(first[start])
+            num_frag = int(ends[stop - 1]) - chunk_first
+            if num_frag == 0:
+                continue
+            # Per fragment: its run (chunk-local index) and its position in the chunk; per run: the position
+            # of its first fragment, so that a fragment's column in its run is ``frag - run_first[run]``.
+            run = torch.repeat_interleave(torch.arange(stop - start, device=device), cnt, output_size=num_frag)
+            frag = torch.arange(num_frag, device=device)
+            run_first = first[start:stop] - chunk_first
+            pix = frag + (run_pix[start:stop] - run_first).index_select(0, run)
+            dx = frag.to(dtype) + (lo[start:stop] - run_first).to(dtype).index_select(0, run)
+            inv_z = inv_z_slope[start:stop].index_select(0, run) * dx + inv_z_offset[start:stop].index_select(0, run)
+            inv_z = inv_z.float().clamp(min=torch.finfo(torch.float32).tiny)
+            key = (inv_z.view(torch.int32).long() << _RUN_BITS) + (_RUN_MASK - start - run)
+            keys.scatter_reduce_(0, pix, key, reduce='amax')
+
+        covered = torch.nonzero(keys).squeeze(1)
+        winner_run = _RUN_MASK - (keys.index_select(0, covered) & _RUN_MASK)
+        face = kept.index_select(0, run_face).index_select(0, winner_run)
+        if batch_size == 1:
+            batch, rem = torch.zeros_like(covered), covered
+        else:
+            batch = torch.div(covered, win_h * win_w, rounding_mode='floor')
+            rem = covered - batch * (win_h * win_w)
+            face = face - batch * num_faces
+        row_in_win = torch.div(rem, win_w, rounding_mode='floor')
+        return VisibleFaces(batch, row_in_win + top, rem - row_in_win * win_w + left, face)
 
 
 def rasterize(
@@ -130,7 +333,7 @@ def rasterize(
         cull_backfaces: drop faces that are clockwise on screen (turned away from the camera for meshes
             wound counter-clockwise seen from outside, such as SMPL).
         near: faces with any vertex at ``z <= near`` are dropped.
-        max_candidates: bound on the (face, pixel) candidates processed at once (memory control).
+        max_candidates: bound on the (pixel, face) fragments processed at once (memory control).
 
     Returns:
         ``(face_idx, bary, depth)``:
@@ -142,104 +345,21 @@ def rasterize(
     Raises:
         ValueError: on badly shaped inputs.
     """
-    if verts_px.dim() != 3 or verts_px.shape[-1] != 3:
-        raise ValueError(f'verts_px must be (B, V, 3) with (x_px, y_px, z); got {tuple(verts_px.shape)}')
-    if faces.dim() != 2 or faces.shape[-1] != 3:
-        raise ValueError(f'faces must be (F, 3) vertex indices; got {tuple(faces.shape)}')
-    if height <= 0 or width <= 0:
-        raise ValueError(f'image size must be positive, got height={height} width={width}')
-    device = verts_px.device
+    vis = visible_faces(verts_px, faces, height, width, cull_backfaces, near, max_candidates)
+    device, dtype = verts_px.device, verts_px.dtype
     batch_size = verts_px.shape[0]
-    faces = faces.to(device=device, dtype=torch.long)
-    num_faces = faces.shape[0]
     num_pix = batch_size * height * width
-
-    # The z-buffer holds inverse depth (larger = nearer, 0 = background): it is linear in screen space.
-    inv_zbuf = torch.zeros(num_pix, device=device, dtype=verts_px.dtype)
+    covered = (vis.batch * height + vis.y) * width + vis.x
     face_buf = torch.full((num_pix,), -1, device=device, dtype=torch.long)
-
-    with torch.no_grad():
-        tri = verts_px.detach()[:, faces].reshape(batch_size * num_faces, 3, 3)
-        xy = tri[..., :2]
-        # Pixel range whose centres fall inside each face's bounding box, clamped to the image.
-        x0 = torch.ceil(xy[..., 0].amin(dim=1) - 0.5).clamp(min=0)
-        x1 = torch.floor(xy[..., 0].amax(dim=1) - 0.5).clamp(max=width - 1)
-        y0 = torch.ceil(xy[..., 1].amin(dim=1) - 0.5).clamp(min=0)
-        y1 = torch.floor(xy[..., 1].amax(dim=1) - 0.5).clamp(max=height - 1)
-        area = (xy[:, 1, 0] - xy[:, 0, 0]) * (xy[:, 2, 1] - xy[:, 0, 1]) - (xy[:, 1, 1] - xy[:, 0, 1]) * (
-            xy[:, 2, 0] - xy[:, 0, 0]
-        )
-        keep = (x1 >= x0) & (y1 >= y0) & (tri[..., 2].amin(dim=1) > near) & (area.abs() > 1e-12)
-        keep &= torch.isfinite(tri).all(dim=2).all(dim=1)
-        if cull_backfaces:
-            keep &= area < 0
-        kept = torch.nonzero(keep).squeeze(1)
-        x0, y0 = x0[kept], y0[kept]
-        box_w = (x1[kept] - x0 + 1).long()
-        counts = box_w * (y1[kept] - y0 + 1).long()
-        # Per kept face: the integer data needed to enumerate its pixels, and its 4 screen-space planes.
-        face_int = torch.stack(
-            [x0.long(), y0.long(), box_w, torch.div(kept, num_faces, rounding_mode='floor'), kept], dim=1
-        )
-        face_plane, _ = _face_planes(tri[kept], torch.stack([x0, y0], dim=1) + 0.5)
-
-        # Split the kept faces into chunks of at most max_candidates candidates (a face is never split).
-        if kept.numel() > 0:
-            ends = torch.cumsum(counts, dim=0)
-            chunk_id = torch.div(ends - counts, max_candidates, rounding_mode='floor')
-            bounds = (torch.nonzero(chunk_id[1:] != chunk_id[:-1]).squeeze(1) + 1).tolist()
-            starts, stops = [0] + bounds, bounds + [kept.numel()]
-        else:
-            starts, stops = [], []
-
-        for start, stop in zip(starts, stops):
-            cnt = counts[start:stop]
-            num_cand = int(ends[stop - 1] - (ends[start] - counts[start]))
-            cand_int = torch.repeat_interleave(face_int[start:stop], cnt, dim=0, output_size=num_cand)
-            first = torch.repeat_interleave(torch.cumsum(cnt, dim=0) - cnt, cnt, output_size=num_cand)
-            local = torch.arange(num_cand, device=device) - first
-            row = torch.div(local, cand_int[:, 2], rounding_mode='floor')
-            col = local - row * cand_int[:, 2]
-            px = cand_int[:, 0] + col
-            py = cand_int[:, 1] + row
-            cand_plane = torch.repeat_interleave(face_plane[start:stop], cnt, dim=0, output_size=num_cand)
-            # Screen barycentrics l0..l2 and inverse depth at the pixel centres: planes a*dx + b*dy + c.
-            vals = torch.addcmul(
-                torch.addcmul(cand_plane[..., 2], cand_plane[..., 0], col.to(tri.dtype)[:, None]),
-                cand_plane[..., 1],
-                row.to(tri.dtype)[:, None],
-            )
-            # Inside test with a tiny tolerance so that edges shared by two faces leave no cracks.
-            inside = torch.nonzero((vals[:, :3] >= -1e-6).all(dim=1)).squeeze(1)
-            if inside.numel() == 0:
-                continue
-            pix = cand_int[:, 3] * (height * width) + py * width + px
-            pix_face = torch.stack([pix, cand_int[:, 4]], dim=1)[inside]
-            pix = pix_face[:, 0]
-            cand_inv_z = vals[inside, 3]
-            face_in_mesh = pix_face[:, 1] - torch.div(pix, height * width, rounding_mode='floor') * num_faces
-            old_inv_z = inv_zbuf[pix]
-            inv_zbuf.scatter_reduce_(0, pix, cand_inv_z, reduce='amax')
-            # A candidate wins if it is the new nearest and strictly nearer than earlier chunks' best, so
-            # depth ties go to the smallest face index (chunks follow face order).
-            winner = (cand_inv_z >= inv_zbuf[pix]) & (cand_inv_z > old_inv_z)
-            win_pix = pix[winner]
-            face_buf[win_pix] = num_faces  # reset the pixels this chunk wins, then keep the smallest face
-            face_buf.scatter_reduce_(0, win_pix, face_in_mesh[winner], reduce='amin')
-
-    face_idx = face_buf.view(batch_size, height, width)
-    bary = torch.zeros(num_pix, 3, device=device, dtype=verts_px.dtype)
-    depth = torch.full((num_pix,), float('inf'), device=device, dtype=verts_px.dtype)
-    covered = torch.nonzero(face_buf >= 0).squeeze(1)
+    face_buf[covered] = vis.face
+    bary = torch.zeros(num_pix, 3, device=device, dtype=dtype)
+    depth = torch.full((num_pix,), float('inf'), device=device, dtype=dtype)
     if covered.numel() > 0:
-        b = torch.div(covered, height * width, rounding_mode='floor')
-        rem = covered - b * height * width
-        centre = torch.stack([rem % width, torch.div(rem, width, rounding_mode='floor')], dim=1)
-        centre = centre.to(verts_px.dtype) + 0.5
-        vid = faces[face_buf[covered]]  # (N, 3)
-        corners = verts_px[b[:, None], vid]  # (N, 3, 3)
+        centre = torch.stack([vis.x, vis.y], dim=1).to(dtype) + 0.5
+        corners = verts_px[vis.batch[:, None], faces.to(device=device, dtype=torch.long)[vis.face]]  # (N, 3, 3)
         w, tri_area = _edge_weights(centre, corners[..., :2])
         pix_bary, pix_depth = _perspective_bary(w, tri_area, corners[..., 2])
         bary = bary.index_put((covered,), pix_bary)
         depth = depth.index_put((covered,), pix_depth)
+    face_idx = face_buf.view(batch_size, height, width)
     return face_idx, bary.view(batch_size, height, width, 3), depth.view(batch_size, height, width)

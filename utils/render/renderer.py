@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utils.geometry import perspective_projection, vertex_normals
-from utils.render.rasterizer import rasterize
+from utils.geometry import vertex_normals
+from utils.render.rasterizer import face_planes, visible_faces
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def _parse_colors(colors: str | Sequence | None, num_meshes: int) -> torch.Tenso
             raise ValueError(f'a colour must be a name or an RGB triple in [0, 1], got {c!r}')
         return rgb
 
-    is_single = isinstance(colors, str) or (len(colors) == 3 and all(np.isscalar(v) for v in colors))
+    is_single = isinstance(colors, str) or (
+        len(colors) == 3 and all(np.isscalar(v) and not isinstance(v, str) for v in colors))
     rgb_list = [one(colors)] * num_meshes if is_single else [one(c) for c in colors]
     if len(rgb_list) != num_meshes:
         raise ValueError(f'got {len(rgb_list)} colours for {num_meshes} meshes')
@@ -188,6 +189,76 @@ class PyRenderer:
             return int(frame.shape[0]), int(frame.shape[1])
         return self.resolution[1], self.resolution[0]
 
+    def _shaded_pixels(
+        self,
+        verts: np.ndarray | torch.Tensor | Sequence,
+        cam_t: np.ndarray | torch.Tensor | None,
+        colors: str | Sequence | None,
+        render_size: tuple[int, int],
+        image_size: tuple[int, int],
+        side_view: bool,
+        side_view_deg: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Rasterise all meshes with one z-buffer at ``render_size`` and shade the covered pixels.
+
+        Shading (smooth normals, two-sided Lambertian lighting) is evaluated only on the covered pixels,
+        from per-face planes: at a pixel, the perspective-correct interpolated normal is proportional to
+        ``sum_k (l_k / z_k) n_k`` with ``l_k`` the screen barycentrics (linear in the pixel position) and
+        ``z_k``, ``n_k`` the depth and unit normal of corner k; the visible point lies on the pixel's ray,
+        so the sign of ``normal . ray`` tells whether the normal faces the camera.
+
+        Returns:
+            None if nothing is visible, else ``(y (P,), x (P,), rgb (3, P))``: the covered pixels of the
+            render (long row and column) and their shaded colour in [0, 1].
+        """
+        verts_cam = self._prepare_verts(verts, cam_t, side_view, side_view_deg)
+        num_meshes = verts_cam.shape[0]
+        if num_meshes == 0:
+            return None
+        mesh_rgb = _parse_colors(colors, num_meshes).to(self.device)
+        num_verts, num_faces = verts_cam.shape[1], self.faces.shape[0]
+        r_h, r_w = render_size
+        height, width = image_size
+        cx, cy = self.principal_point if self.principal_point is not None else (width / 2.0, height / 2.0)
+        sx, sy = r_w / width, r_h / height
+        # Pinhole projection into the render: (f * X / Z + cx) * sx, (f * Y / Z + cy) * sy, depth Z.
+        depth = verts_cam[..., 2]
+        x_px = (verts_cam[..., 0] / depth * self.focal_length + cx) * sx
+        y_px = (verts_cam[..., 1] / depth * self.focal_length + cy) * sy
+        verts_px = torch.stack([x_px, y_px, depth], dim=-1).reshape(1, num_meshes * num_verts, 3)
+        offsets = torch.arange(num_meshes, device=self.device)[:, None, None] * num_verts
+        all_faces = (self.faces[None] + offsets).reshape(-1, 3)
+        vis = visible_faces(verts_px, all_faces, r_h, r_w, cull_backfaces=self.cull_backfaces)
+        if vis.face.numel() == 0:
+            return None
+
+        # Per face: the interpolated normal, up to a positive factor, is linear in the pixel position
+        # (dx, dy) relative to corner 0: sum_k (a_k dx + b_k dy + c_k) / z_k * n_k = A dx + B dy + C.
+        corner_ids = all_faces.T.reshape(-1)  # (3 * N * F,)
+        coords = verts_px[0].T.contiguous()  # (3, N * V)
+        x, y, z = coords.index_select(1, corner_ids).view(3, 3, -1)  # each (3 corners, N * F)
+        a, b, c = face_planes(x - x[0], y - y[0], z)
+        normals = vertex_normals(verts_cam, self.faces).reshape(-1, 3).T.contiguous()  # (3, N * V)
+        corner_normals = normals.index_select(1, corner_ids).view(3, 3, -1)  # (component, corner, N * F)
+        a_z, b_z, c_z = a[:3] / z, b[:3] / z, c[:3] / z
+        table = torch.cat([x[:1], y[:1]] + [(corner_normals * p).sum(dim=1) for p in (a_z, b_z, c_z)])
+        pix = table.index_select(1, vis.face)  # (11, P): x, y of corner 0, then A, B, C (3 each)
+        px = vis.x.to(torch.float32) + 0.5
+        py = vis.y.to(torch.float32) + 0.5
+        dx, dy = px - pix[0], py - pix[1]
+        n = pix[2:5] * dx + pix[5:8] * dy + pix[8:11]  # (3, P)
+        # Two-sided lighting: turn every normal towards the camera (against the pixel's viewing ray).
+        ray_x = (px / sx - cx) / self.focal_length
+        ray_y = (py / sy - cy) / self.focal_length
+        facing_away = n[0] * ray_x + n[1] * ray_y + n[2] > 0
+        n = torch.where(facing_away, -n, n)
+        n = n / torch.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).clamp(min=1e-12)
+        diffuse = self.light_intensity @ (self.light_dirs @ n).clamp(min=0)
+        shade = (self.ambient + diffuse).clamp(max=1.0)
+        mesh_id = torch.div(vis.face, num_faces, rounding_mode='floor')
+        rgb = mesh_rgb.T.index_select(1, mesh_id) * shade
+        return vis.y, vis.x, rgb
+
     def _render_region(
         self,
         verts: np.ndarray | torch.Tensor | Sequence,
@@ -205,32 +276,13 @@ class PyRenderer:
             (top, left).
         """
         height, width = image_size
-        verts_cam = self._prepare_verts(verts, cam_t, side_view, side_view_deg)
-        num_meshes = verts_cam.shape[0]
-        if num_meshes == 0:
-            return None
-        rgb = _parse_colors(colors, num_meshes).to(self.device)
-        num_verts, num_faces = verts_cam.shape[1], self.faces.shape[0]
-
         scale = self.render_scale
         r_h, r_w = max(1, round(height * scale)), max(1, round(width * scale))
-        cx, cy = self.principal_point if self.principal_point is not None else (width / 2.0, height / 2.0)
-        eye = torch.eye(3, device=self.device).expand(num_meshes, 3, 3)
-        no_shift = torch.zeros(num_meshes, 3, device=self.device)
-        centre = torch.tensor([[cx, cy]], dtype=torch.float32, device=self.device).expand(num_meshes, 2)
-        xy = perspective_projection(verts_cam, eye, no_shift, self.focal_length, centre)
-        xy = xy * torch.tensor([r_w / width, r_h / height], device=self.device)
-        verts_px = torch.cat([xy, verts_cam[..., 2:]], dim=-1).reshape(1, num_meshes * num_verts, 3)
-        offsets = torch.arange(num_meshes, device=self.device)[:, None, None] * num_verts
-        all_faces = (self.faces[None] + offsets).reshape(-1, 3)
-
-        face_idx, bary, _ = rasterize(verts_px, all_faces, r_h, r_w, cull_backfaces=self.cull_backfaces)
-        covered = face_idx[0] >= 0
-        rows = torch.nonzero(covered.any(dim=1)).squeeze(1)
-        if rows.numel() == 0:
+        shaded = self._shaded_pixels(verts, cam_t, colors, (r_h, r_w), image_size, side_view, side_view_deg)
+        if shaded is None:
             return None
-        cols = torch.nonzero(covered.any(dim=0)).squeeze(1)
-        top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        ys, xs, rgb = shaded
+        top, bottom, left, right = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
         if scale > 1:
             # Align the region to whole output pixels for the box-filter downsampling.
             k = int(round(scale))
@@ -240,22 +292,9 @@ class PyRenderer:
             # A margin of empty pixels, except at the image border where edge pixels are replicated.
             top, left = max(0, top - 1), max(0, left - 1)
             bottom, right = min(r_h, bottom + 1), min(r_w, right + 1)
-        covered = covered[top:bottom, left:right]
-        pix_face = face_idx[0, top:bottom, left:right][covered]
-        pix_bary = bary[0, top:bottom, left:right][covered]
-
-        corner_ids = all_faces[pix_face]  # (P, 3) indices into the stacked vertices
-        normals = vertex_normals(verts_cam, self.faces).reshape(-1, 3)
-        points = verts_cam.reshape(-1, 3)
-        n = F.normalize((normals[corner_ids] * pix_bary[..., None]).sum(dim=1), dim=-1, eps=1e-12)
-        p = (points[corner_ids] * pix_bary[..., None]).sum(dim=1)
-        # Two-sided lighting: turn every normal towards the camera.
-        n = torch.where((n * p).sum(dim=-1, keepdim=True) > 0, -n, n)
-        diffuse = (n @ self.light_dirs.T).clamp(min=0) @ self.light_intensity
-        shade = (self.ambient + diffuse).clamp(max=1.0)
-        mesh_id = torch.div(pix_face, num_faces, rounding_mode='floor')
-        rgba = torch.zeros(bottom - top, right - left, 4, device=self.device)
-        rgba[covered] = torch.cat([rgb[mesh_id] * shade[:, None], torch.ones_like(shade)[:, None]], dim=1)
+        rgba = torch.zeros((bottom - top) * (right - left), 4, device=self.device)
+        rgba[(ys - top) * (right - left) + xs - left] = torch.cat([rgb, torch.ones_like(rgb[:1])]).T
+        rgba = rgba.view(bottom - top, right - left, 4)
 
         if scale == 1:
             return rgba[..., :3], rgba[..., 3], top, left
@@ -344,6 +383,15 @@ class PyRenderer:
             out = np.zeros((height, width, 3), dtype=np.uint8)
         else:
             out = np.array(frame, dtype=np.uint8, copy=True)
+        if self.render_scale == 1:
+            # Every covered pixel is opaque: write the shaded colours straight into the output.
+            shaded = self._shaded_pixels(verts, cam_t, colors, (height, width), (height, width), side_view,
+                                         side_view_deg)
+            if shaded is not None:
+                ys, xs, rgb = shaded
+                colour = (rgb.T * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+                out.reshape(-1, 3)[(ys * width + xs).cpu().numpy()] = colour
+            return out
         region = self._render_region(verts, cam_t, colors, (height, width), side_view, side_view_deg)
         if region is None:
             return out
