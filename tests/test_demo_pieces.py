@@ -10,7 +10,16 @@ import torch
 
 from datasets.inference import CropDataset, crop_person
 from utils.video.detection import HogDetector, build_detector, full_image_box, load_anno_file, nms
-from utils.video.io import VideoWriter, natural_key, open_frame_source, read_image_rgb, write_png
+from utils.video.io import (
+    VideoWriter,
+    _deflate_zlib,
+    default_deflate,
+    encode_png,
+    natural_key,
+    open_frame_source,
+    read_image_rgb,
+    write_png,
+)
 from utils.video.smoothing import axis_angle_to_quat, one_euro, quat_to_axis_angle, smooth_pose_aa
 from utils.video.tracking import fill_gaps, iou_matrix, track_detections
 
@@ -42,9 +51,34 @@ def test_video_roundtrip_h264(tmp_path):
     assert len(read) == 6
     # The red square is where it was drawn (lossy codec: compare the colour in its interior).
     assert read[3][30, 24:36, 0].mean() > 180 and read[3][30, 24:36, 2].mean() < 90
+    # Colours survive the RGB -> yuv420p (BT.601) -> RGB round trip away from edges.
+    np.testing.assert_allclose(read[3][50:60, 60:90].mean((0, 1)), 30, atol=3)
+    np.testing.assert_allclose(read[3][24:36, 26:38].mean((0, 1)), (250, 60, 20), atol=8)
     assert len(list(open_frame_source(path, max_frames=4).frames())) == 4
     batches = list(source.batches(4))
     assert [len(i) for i, _ in batches] == [4, 2]
+
+
+@pytest.mark.parametrize('size', [(1, 1), (5, 3), (97, 63)])
+def test_png_encoder_is_lossless(tmp_path, size):
+    import cv2
+    from PIL import Image
+
+    width, height = size
+    rng = np.random.default_rng(width)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    image[: height // 2] = image[: height // 2] // 64 * 64  # flat areas as well as noise
+    for deflate in {default_deflate(), _deflate_zlib}:
+        data = encode_png(image, deflate)
+        assert data[:8] == b'\x89PNG\r\n\x1a\n'
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(decoded[..., ::-1], image)
+    write_png(tmp_path / 'sub' / 'frame.png', image[:, ::-1])  # a non-contiguous view, a new folder
+    with Image.open(tmp_path / 'sub' / 'frame.png') as png:
+        assert png.mode == 'RGB'
+        np.testing.assert_array_equal(np.asarray(png), image[:, ::-1])
+    with pytest.raises(ValueError, match='uint8 RGB'):
+        encode_png(image[..., 0])
 
 
 def test_folder_and_image_sources(tmp_path):
