@@ -225,3 +225,22 @@ def test_overlay_matches_a_plain_reference_computation(ellipsoid, side_view):
     # by more than one level of rounding.
     assert (diff > 1).sum() <= 3
     assert (diff == 1).sum() <= 0.002 * changed.sum()
+
+
+@pytest.mark.parametrize('render_scale', [1.0, 0.5])
+def test_drawing_into_a_canvas_panel_or_in_place(ellipsoid, render_scale):
+    verts, faces = ellipsoid
+    frame = np.random.default_rng(2).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    cam_t = np.array([0.1, 0.0, 6.0])
+    renderer = PyRenderer(faces, focal_length=FOCAL, render_scale=render_scale)
+    expected = renderer(verts, frame=frame, cam_t=cam_t)
+    side = renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True, side_view=True)
+    canvas = np.full((HEIGHT, 2 * WIDTH, 3), 9, np.uint8)
+    assert renderer(verts, frame=frame, cam_t=cam_t, out=canvas[:, :WIDTH]) is not None
+    renderer(verts, frame=frame, cam_t=cam_t, empty_bg=True, side_view=True, out=canvas[:, WIDTH:])
+    np.testing.assert_array_equal(canvas, np.concatenate([expected, side], axis=1))
+    in_place = frame.copy()
+    assert renderer(verts, frame=in_place, cam_t=cam_t, out=in_place) is in_place
+    np.testing.assert_array_equal(in_place, expected)
+    with pytest.raises(ValueError, match='out must be'):
+        renderer(verts, frame=frame, cam_t=cam_t, out=canvas)

@@ -363,6 +363,7 @@ class PyRenderer:
         empty_bg: bool = False,
         side_view: bool = False,
         side_view_deg: float = 270.0,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Render the meshes over a frame.
 
@@ -374,15 +375,24 @@ class PyRenderer:
             empty_bg: draw on black instead of the frame (the frame still sets the size).
             side_view: rotate each mesh about the vertical axis through its centre (see `render_rgba`).
             side_view_deg: the side-view angle in degrees.
+            out: (H, W, 3) uint8 array to draw into instead of a new one: a view works (for example one
+                panel of a side-by-side canvas), and the frame itself draws in place without a copy.
 
         Returns:
-            (H, W, 3) uint8 RGB image (a new array; the frame is not modified).
+            (H, W, 3) uint8 RGB image: ``out``, or a new array (the frame is not modified).
         """
         height, width = self._image_size(frame)
-        if frame is None or empty_bg:
-            out = np.zeros((height, width, 3), dtype=np.uint8)
+        if out is None:
+            out = (np.zeros((height, width, 3), dtype=np.uint8) if frame is None or empty_bg
+                   else np.array(frame, dtype=np.uint8, copy=True))
         else:
-            out = np.array(frame, dtype=np.uint8, copy=True)
+            if out.shape != (height, width, 3) or out.dtype != np.uint8:
+                raise ValueError(f'out must be a ({height}, {width}, 3) uint8 array like the frame, got '
+                                 f'{out.shape} {out.dtype}')
+            if frame is None or empty_bg:
+                out[...] = 0
+            elif out is not frame:
+                np.copyto(out, frame)
         if self.render_scale == 1:
             # Every covered pixel is opaque: write the shaded colours straight into the output.
             shaded = self._shaded_pixels(verts, cam_t, colors, (height, width), (height, width), side_view,
@@ -390,7 +400,10 @@ class PyRenderer:
             if shaded is not None:
                 ys, xs, rgb = shaded
                 colour = (rgb.T * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
-                out.reshape(-1, 3)[(ys * width + xs).cpu().numpy()] = colour
+                if out.flags.c_contiguous:
+                    out.reshape(-1, 3)[(ys * width + xs).cpu().numpy()] = colour
+                else:
+                    out[ys.cpu().numpy(), xs.cpu().numpy()] = colour
             return out
         region = self._render_region(verts, cam_t, colors, (height, width), side_view, side_view_deg)
         if region is None:
