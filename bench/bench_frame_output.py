@@ -7,8 +7,8 @@ a temporary folder), "after" the working tree; both run back to back on the same
 that the ratios hold on a shared machine even when the absolute times do not.
 
 - overlay: `PyRenderer.__call__` at the video's size (CPU ms per frame), and how many pixels differ;
-- PNG: ms per frame and MB per frame of the baseline's `write_png` encoder, OpenCV at PNG compression
-  levels 0-3, and the current `encode_png`;
+- PNG: CPU ms and MB per frame of OpenCV's default PNG encoder (what `write_png` used before), OpenCV at
+  PNG compression levels 0-3, and `encode_png` with each deflate;
 - video: the ffmpeg child's CPU time per frame (user + system, from ``getrusage(RUSAGE_CHILDREN)``), this
   process's CPU time per frame, the file size and the PSNR of the decoded video against the frames.
 
@@ -18,10 +18,8 @@ that the ratios hold on a shared machine even when the absolute times do not.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / 'bench'))
+
+from baseline import load_baseline  # noqa: E402
 
 from utils.render.renderer import PyRenderer  # noqa: E402
 from utils.video import io as video_io  # noqa: E402
@@ -48,28 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--frames', type=int, default=45, help='frames to use (from the start of the video)')
     p.add_argument('--repeats', type=int, default=2, help='timed passes over the frames per variant')
     return p.parse_args(argv)
-
-
-def load_baseline(rev: str) -> tuple[type, object]:
-    """The baseline's PyRenderer class and io module, imported from ``git show REV:path`` copies."""
-    folder = Path(tempfile.mkdtemp(prefix='bench_baseline_'))
-    names = {'utils/geometry.py': 'baseline_geometry', 'utils/render/rasterizer.py': 'baseline_rasterizer',
-             'utils/render/renderer.py': 'baseline_renderer', 'utils/video/io.py': 'baseline_io'}
-    modules = {}
-    for rel, name in names.items():
-        src = subprocess.run(['git', '-C', str(REPO), 'show', f'{rev}:{rel}'], check=True, capture_output=True,
-                             text=True).stdout
-        for other_rel, other in names.items():
-            dotted = other_rel[:-3].replace('/', '.')
-            src = src.replace(f'from {dotted} import', f'from {other} import')
-        (folder / f'{name}.py').write_text(src)
-    sys.path.insert(0, str(folder))
-    for name in names.values():
-        spec = importlib.util.spec_from_file_location(name, folder / f'{name}.py')
-        modules[name] = importlib.util.module_from_spec(spec)
-        sys.modules[name] = modules[name]
-        spec.loader.exec_module(modules[name])
-    return modules['baseline_renderer'].PyRenderer, modules['baseline_io']
 
 
 def cpu_ms_per_frame(fn, items: list, repeats: int) -> float:
@@ -137,8 +116,9 @@ def main(args: argparse.Namespace) -> None:
     renderers = {'after': PyRenderer(faces, focal_length=focal)}
     baseline_io = None
     if args.baseline:
-        baseline_renderer, baseline_io = load_baseline(args.baseline)
-        renderers['before'] = baseline_renderer(faces, focal_length=focal)
+        baseline = load_baseline(args.baseline)
+        baseline_io = baseline['io']
+        renderers['before'] = baseline['renderer'].PyRenderer(faces, focal_length=focal)
     overlays = {}
     for name, renderer in renderers.items():
         overlays[name] = [renderer(v, frame=f, cam_t=t) for f, v, t in items]

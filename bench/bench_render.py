@@ -10,6 +10,7 @@ same height) instead.
     python bench/bench_render.py --body standin
     python bench/bench_render.py --device cuda --repeats 20
     python bench/bench_render.py --threads 1
+    python bench/bench_render.py --threads 1 --baseline 50769cb   # also the code of that revision, interleaved
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baseline import load_baseline  # noqa: E402
 
 from utils.densepose_methods import DensePoseUV, load_densepose_uv  # noqa: E402
 from utils.render.iuv_renderer import IUV_Renderer  # noqa: E402
@@ -42,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = leave the default)')
     parser.add_argument('--body', choices=('ellipsoid', 'standin'), default='ellipsoid',
                         help='mesh to render: the SMPL-sized ellipsoid or the stand-in body (T-pose)')
+    parser.add_argument('--baseline', default=None,
+                        help='git revision whose rasteriser and PyRenderer are timed too ("before" rows)')
     return parser.parse_args(argv)
 
 
@@ -84,6 +90,10 @@ def main(args: argparse.Namespace) -> None:
         template -= (template.max(0) + template.min(0)) / 2
         body = template * (2 * BODY_SIZE[1] / np.ptp(template[:, 1]))
     faces_t = torch.from_numpy(faces).to(device)
+    versions = {'': (rasterize, PyRenderer)}
+    if args.baseline:
+        old = load_baseline(args.baseline)
+        versions['before'] = (old['rasterizer'].rasterize, old['renderer'].PyRenderer)
     print(f'device={device} threads={torch.get_num_threads()} body={args.body} faces={len(faces)} '
           f'torch={torch.__version__}')
 
@@ -101,14 +111,16 @@ def main(args: argparse.Namespace) -> None:
         offsets_v = torch.arange(people, device=device)[:, None, None] * len(verts)
         all_faces = (faces_t[None] + offsets_v).reshape(-1, 3)
         for cull in (False, True):
-            ms = _timed(lambda: rasterize(proj, all_faces, height, width, cull_backfaces=cull),
-                        args.repeats, device)
-            print(f'rasterize      {name:22s} cull_backfaces={cull!s:5s} {ms}')
+            for tag, (raster, _) in versions.items():
+                ms = _timed(lambda r=raster: r(proj, all_faces, height, width, cull_backfaces=cull),
+                            args.repeats, device)
+                print(f'rasterize      {name:22s} cull_backfaces={cull!s:5s} {ms}  {tag}')
         frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
         for scale in ((1.0, 0.5) if height >= 1080 else (1.0,)):
-            renderer = PyRenderer(faces, focal_length=FOCAL, render_scale=scale, device=device)
-            ms = _timed(lambda: renderer(meshes, frame=frame, cam_t=cam_t), args.repeats, device)
-            print(f'PyRenderer     {name:22s} render_scale={scale:<4}     {ms}  (overlay on the frame)')
+            for tag, (_, renderer_cls) in versions.items():
+                renderer = renderer_cls(faces, focal_length=FOCAL, render_scale=scale, device=device)
+                ms = _timed(lambda: renderer(meshes, frame=frame, cam_t=cam_t), args.repeats, device)
+                print(f'PyRenderer     {name:22s} render_scale={scale:<4}     {ms}  (overlay on the frame) {tag}')
 
     if args.body == 'standin':
         uv = load_densepose_uv(Path(__file__).resolve().parents[1] / 'assets' / 'standin' / 'UV_data'
