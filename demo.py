@@ -569,17 +569,20 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
 
 @contextlib.contextmanager
 def single_threaded_ops():
-    """PyTorch's operations on one thread each while the pipeline runs: its stages already keep the cores
-    busy, and splitting the small tensor operations of fitting and rendering across threads would only
-    make the stages wait for each other."""
+    """PyTorch's and OpenCV's operations on one thread each while the pipeline runs: its stages already keep
+    the cores busy, and splitting the small operations of fitting, rendering and writing across threads
+    would only make the stages wait for each other."""
+    import cv2
     import torch
 
-    threads = torch.get_num_threads()
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
 
 
 def empty_folder(folder: Path) -> None:

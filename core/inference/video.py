@@ -445,14 +445,26 @@ class RenderStage:
                                interpolation=cv2.INTER_AREA if self.render_ratio < 1 else cv2.INTER_LINEAR)
         verts, cam_t = self.meshes(work)
         draw = self.renderer
-        panels = [frame] if self.with_raw else []
-        panels.append(draw(verts, frame=frame, cam_t=cam_t) if verts else frame.copy())
-        if self.empty_bg:
-            panels.append(draw(verts, frame=frame, cam_t=cam_t, empty_bg=True) if verts else np.zeros_like(frame))
-        if self.sideview:
-            panels.append(draw(verts, frame=frame, cam_t=cam_t, empty_bg=True, side_view=True) if verts
-                          else np.zeros_like(frame))
-        return [(work.index, np.concatenate(panels, axis=1))]
+        if not (self.with_raw or self.empty_bg or self.sideview):
+            if verts:   # nothing reads the frame after this stage: draw into it
+                draw(verts, frame=frame, cam_t=cam_t, out=frame)
+            return [(work.index, frame)]
+        height, width = frame.shape[:2]
+        count = 1 + self.with_raw + self.empty_bg + self.sideview
+        canvas = np.empty((height, count * width, 3), np.uint8)
+        panels = iter([canvas[:, k * width:(k + 1) * width] for k in range(count)])
+        if self.with_raw:
+            np.copyto(next(panels), frame)
+        panel = next(panels)
+        draw(verts, frame=frame, cam_t=cam_t, out=panel) if verts else np.copyto(panel, frame)
+        for wanted, side_view in ((self.empty_bg, False), (self.sideview, True)):
+            if wanted:
+                panel = next(panels)
+                if verts:
+                    draw(verts, frame=frame, cam_t=cam_t, empty_bg=True, side_view=side_view, out=panel)
+                else:
+                    panel.fill(0)
+        return [(work.index, canvas)]
 
     def finish(self) -> list:
         return []
