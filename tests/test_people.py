@@ -202,3 +202,65 @@ def test_attach_keypoints_marks_bridged_frames(nets):
     assert kp2d.shape == (3, 33, 3) and kp3d.shape == (3, 33, 3)
     assert np.allclose(kp2d[0, :, :2], pose.image[:, :2]) and np.allclose(kp2d[0, :, 2], pose.visibility)
     assert np.isnan(kp2d[1, :, :2]).all() and (kp2d[1, :, 2] == 0).all() and np.isnan(kp3d[1]).all()
+
+
+def _pose_at(box: tuple[float, float, float, float]) -> blazepose.PoseLandmarks:
+    """A stand-in pose whose landmarks span ``box`` (for the change gate, which only reads the box)."""
+    x1, y1, x2, y2 = box
+    image = np.zeros((33, 3), np.float32)
+    image[:, 0] = np.linspace(x1, x2, 33)
+    image[:, 1] = np.linspace(y1, y2, 33)
+    ones = np.ones(33, np.float32)
+    roi = np.array([(x1 + x2) / 2, (y1 + y2) / 2, y2 - y1, 0.0], np.float32)
+    return blazepose.PoseLandmarks(1.0, image, ones, ones, np.zeros((33, 3), np.float32), roi, roi)
+
+
+def test_change_gate_sends_the_search_only_where_someone_new_may_be():
+    from utils.video.people import ChangeGate, search_windows
+
+    rng = np.random.default_rng(3)
+    background = (rng.random((360, 640, 3)) * 60 + 80).astype(np.uint8)
+    windows = search_windows(360, 640)
+    gate = ChangeGate()
+    followed = _pose_at((280, 80, 360, 300))
+    first = background.copy()
+    first[80:300, 280:360] = 20
+    snapshot = gate.snapshot(first, [followed])
+    gate.searched(snapshot, range(len(windows)))
+
+    moved = background.copy()            # the followed person moved a little; nothing else changed
+    moved[80:300, 300:380] = 20
+    due, region = gate.due(gate.snapshot(moved, [_pose_at((300, 80, 380, 300))]), windows, moved.shape[:2])
+    assert due == [] and not region.any()
+
+    newcomer = moved.copy()              # someone walks in at the right edge
+    newcomer[150:330, 590:640] = 230
+    due, region = gate.due(gate.snapshot(newcomer, [_pose_at((300, 80, 380, 300))]), windows, moved.shape[:2])
+    assert 0 in due                                          # the whole image
+    for index in due:                                        # and only windows that reach the right edge
+        cx, _, size = windows[index]
+        assert cx + size / 2 > 590
+    cells = np.argwhere(region)
+    assert cells[:, 1].min() * gate.factor(moved.shape[:2]) >= 580
+
+
+def test_tracker_follows_the_dancer_and_searches_little_in_between():
+    """One dancer through 21 frames: one track; after the first full search, the searches for newcomers
+    on the nearly unchanged stage run a window or two each, not the whole set."""
+    from utils.video.detection import HogDetector
+    from utils.video.io import open_frame_source
+    from utils.video.people import PeopleTracker, build_finder, search_windows
+
+    finder = build_finder(proposals=HogDetector().detect)
+    tracker = PeopleTracker(finder, search_every=10, max_gap=15)
+    source = open_frame_source(MEDIA / 'dancer.mp4', max_frames=21)
+    windows_after_first = None
+    for index, frame in source.frames():
+        seen = tracker.update(index, frame)
+        assert [track_id for track_id, _ in seen] == [1]
+        if index == 0:
+            windows_after_first = finder.stats['windows']
+            assert windows_after_first >= len(search_windows(*frame.shape[:2]))
+    tracks = tracker.tracks()
+    assert len(tracks) == 1 and tracks[0].frames == list(range(21))
+    assert finder.stats['windows'] - windows_after_first <= 4

@@ -286,18 +286,21 @@ def refine_from_heatmaps(points: np.ndarray, heatmaps: np.ndarray, kernel: int =
     rows, cols, count = heatmaps.shape
     half = (kernel - 1) // 2
     out = points.astype(np.float64)
-    for i in range(min(count, len(points))):
-        col = int(points[i, 0] / LANDMARK_SIZE * cols)
-        row = int(points[i, 1] / LANDMARK_SIZE * rows)
-        if not (0 <= col < cols and 0 <= row < rows):
-            continue
-        r0, r1, c0, c1 = max(0, row - half), min(rows, row + half + 1), max(0, col - half), min(cols, col + half + 1)
-        conf = _sigmoid(heatmaps[r0:r1, c0:c1, i].astype(np.float64))
-        if conf.max() < min_confidence:
-            continue
-        rr, cc = np.mgrid[r0:r1, c0:c1]
-        total = conf.sum()
-        out[i] = ((cc * conf).sum() / total / cols * LANDMARK_SIZE, (rr * conf).sum() / total / rows * LANDMARK_SIZE)
+    n = min(count, len(points))
+    # The cell holding each landmark (truncated toward zero, so points just left of or above the crop
+    # still fall in its first column or row), and the kernel's rows and columns around it.
+    col = (out[:n, 0] / LANDMARK_SIZE * cols).astype(np.int64)
+    row = (out[:n, 1] / LANDMARK_SIZE * rows).astype(np.int64)
+    offsets = np.arange(-half, half + 1)
+    rr, cc = row[:, None] + offsets, col[:, None] + offsets                  # (n, kernel) each
+    cells = _sigmoid(heatmaps[rr.clip(0, rows - 1)[:, :, None], cc.clip(0, cols - 1)[:, None, :],
+                              np.arange(n)[:, None, None]].astype(np.float64))  # (n, kernel, kernel)
+    conf = cells * (((rr >= 0) & (rr < rows))[:, :, None] & ((cc >= 0) & (cc < cols))[:, None, :])
+    refine = (0 <= col) & (col < cols) & (0 <= row) & (row < rows) & (conf.max(axis=(1, 2)) >= min_confidence)
+    total = np.maximum(conf.sum(axis=(1, 2)), 1e-12)
+    x = (conf * cc[:, None, :]).sum(axis=(1, 2)) / total / cols * LANDMARK_SIZE
+    y = (conf * rr[:, :, None]).sum(axis=(1, 2)) / total / rows * LANDMARK_SIZE
+    out[:n][refine] = np.stack([x, y], axis=1)[refine]
     return out
 
 

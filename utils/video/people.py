@@ -17,8 +17,9 @@ This keeps people side by side, overlapping, cut by the frame edge or facing awa
 proposal lands near them.
 
 `PeopleTracker` follows people through a video: each person's next ROI comes from its landmarks in the
-previous frame (no detection needed while the landmark model keeps its score), and a full search runs on
-the first frame, every ``search_every`` frames and whenever someone was lost, to pick up newcomers. A new
+previous frame (no detection needed while the landmark model keeps its score). A full search runs on the
+first frame and whenever someone was lost; every ``search_every`` frames a search for newcomers looks only
+where the picture changed away from the people followed (`ChangeGate`), plus one window in turn. A new
 person found near where a track was lost within ``max_gap`` frames resumes that track's id.
 
 This module imports only numpy, OpenCV, `utils.video.blazepose` and `utils.video.tracking`.
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 PRESENCE_THRESHOLD = 0.5
 # Two poses are one person when their landmarks lie this close, as a share of the person's size.
 DUPLICATE_DISTANCE = 0.12
+# Longer side, pixels, of the grid on which person masks are compared.
+MASK_SIDE = 480
 
 
 def search_windows(height: int, width: int, fractions: Sequence[float] = (1.0, 0.5),
@@ -89,16 +92,24 @@ def _visible_extent(pose: PoseLandmarks) -> float:
     return float(np.ptp(points, axis=0).max()) if len(points) > 1 else 0.0
 
 
-def image_mask(pose: PoseLandmarks, shape: tuple[int, int]) -> np.ndarray:
-    """The pose's person mask (from its ROI crop) in image pixels, (H, W) bool."""
+def image_mask(pose: PoseLandmarks, shape: tuple[int, int], scale: float = 1.0) -> np.ndarray:
+    """The pose's person mask (from its ROI crop) on the image's pixel grid shrunk by ``scale``: an
+    (round(H * scale), round(W * scale)) bool array for an image of ``shape`` (H, W)."""
     import cv2
 
     if pose.mask is None:
         raise ValueError('the landmark model was built without keep_mask; PeopleFinder needs the person masks')
-    to_image = roi_affine(pose.roi, LANDMARK_SIZE)
-    warped = cv2.warpAffine(pose.mask.astype(np.float32), to_image, (shape[1], shape[0]), flags=cv2.INTER_LINEAR,
+    to_grid = roi_affine(pose.roi, LANDMARK_SIZE) * scale
+    size = (max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale)))
+    warped = cv2.warpAffine(pose.mask.astype(np.float32), to_grid, size, flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return warped > 0.5
+
+
+def mask_scale(shape: tuple[int, int]) -> float:
+    """Scale of the grid on which `PeopleFinder` compares person masks: its longer side is at most
+    `MASK_SIDE` pixels (shares of overlap need no finer grid, and warping masks to 1080p costs ~15 ms each)."""
+    return min(1.0, MASK_SIDE / max(shape))
 
 
 @dataclass
@@ -126,16 +137,27 @@ class PeopleFinder:
     min_size: float = 0.08
     stats: dict = field(default_factory=lambda: {'windows': 0, 'proposals': 0, 'landmark_runs': 0})
 
-    def proposal_rois(self, image: np.ndarray) -> list[tuple[float, np.ndarray, float]]:
+    def proposal_rois(self, image: np.ndarray, windows: Sequence[np.ndarray] | None = None,
+                      proposal_region: np.ndarray | None = None) -> list[tuple[float, np.ndarray, float]]:
         """Every ROI worth a landmark pass, as (priority, roi, side of the window it was found in), best
-        first; the detector's ROIs come first (their score), then the extra proposer's (window side 0)."""
+        first; the detector's ROIs come first (their score), then the extra proposer's (window side 0).
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+            windows: the detector's windows ``[cx, cy, size]`` (default: all `search_windows`).
+            proposal_region: (h, w) bool on the image's grid at any scale: the extra proposer runs only
+                when some of it is True and keeps the boxes that hold a part of it (default: everywhere).
+        """
+        if windows is None:
+            windows = search_windows(*image.shape[:2], fractions=self.fractions)
         rois = []
-        for window in search_windows(*image.shape[:2], fractions=self.fractions):
+        for window in windows:
             self.stats['windows'] += 1
             rois += [(det.score, det.roi, float(window[2])) for det in self.detector.detect_window(image, window)]
-        if self.proposals is not None:
+        if self.proposals is not None and (proposal_region is None or proposal_region.any()):
             for box in np.asarray(self.proposals(image), dtype=np.float64):
-                rois.append((0.0, box_roi(box[:4]), 0.0))
+                if proposal_region is None or holds_region(box[:4], proposal_region, image.shape[:2]):
+                    rois.append((0.0, box_roi(box[:4]), 0.0))
         self.stats['proposals'] += len(rois)
         return sorted(rois, key=lambda r: -r[0])
 
@@ -180,25 +202,33 @@ class PeopleFinder:
         return all(pose_distance(pose, other) > DUPLICATE_DISTANCE for other in people)
 
     def covered(self, roi: np.ndarray, people: Sequence[PoseLandmarks]) -> bool:
-        """True when a proposal's ROI is essentially the ROI of someone already found (skip its pass)."""
-        return any(same_place(roi, other.roi) for other in people)
+        """True when a proposal's ROI is essentially the ROI of someone already found, the one their
+        landmarks were computed in or the one they give for the next frame (skip its pass)."""
+        return any(same_place(roi, other.roi) or same_place(roi, other.next_roi) for other in people)
 
-    def find(self, image: np.ndarray, known: Sequence[PoseLandmarks] = ()) -> list[PoseLandmarks]:
-        """Everyone in an (H, W, 3) uint8 RGB image who is not among ``known``; best score first."""
+    def find(self, image: np.ndarray, known: Sequence[PoseLandmarks] = (), windows: Sequence[np.ndarray] | None = None,
+             proposal_region: np.ndarray | None = None) -> list[PoseLandmarks]:
+        """Everyone in an (H, W, 3) uint8 RGB image who is not among ``known``; best score first.
+
+        ``windows`` and ``proposal_region`` narrow the search (see `proposal_rois`; default: the whole
+        image, as for a photo); the tracker narrows it to where a newcomer may be.
+        """
+        shape = image.shape[:2]
+        scale = mask_scale(shape)
         people: list[PoseLandmarks] = list(known)
-        taken = np.zeros(image.shape[:2], dtype=bool)
+        taken = np.zeros((max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))), dtype=bool)
         for pose in known:
-            taken |= image_mask(pose, image.shape[:2])
+            taken |= image_mask(pose, shape, scale)
         found = []
-        proposals = self.proposal_rois(image)
+        proposals = self.proposal_rois(image, windows, proposal_region)
         detections = [(roi, window) for _, roi, window in proposals if window > 0]
         for _, roi, _ in proposals:
             if self.covered(roi, people):
                 continue
             pose = self.settle(image, roi)
-            if pose is None or not self.is_new(pose, people) or self.too_small(pose, image.shape[:2]):
+            if pose is None or not self.is_new(pose, people) or self.too_small(pose, shape):
                 continue
-            mask = image_mask(pose, image.shape[:2])
+            mask = image_mask(pose, shape, scale)
             if (mask & taken).sum() > self.max_shared * max(mask.sum(), 1):
                 continue
             if self.confirmed(image, pose, detections):
@@ -206,6 +236,17 @@ class PeopleFinder:
                 found.append(pose)
                 taken |= mask
         return sorted(found, key=lambda p: -p.score)
+
+
+def holds_region(box: np.ndarray, region: np.ndarray, shape: tuple[int, int], min_share: float = 0.02) -> bool:
+    """True when at least ``min_share`` of a box ``[x1, y1, x2, y2]`` (pixels of an image of ``shape``) lies
+    on True cells of ``region``, a bool grid over the same image at any scale (and at least one cell)."""
+    sy, sx = region.shape[0] / shape[0], region.shape[1] / shape[1]
+    x1, x2 = (int(np.clip(np.floor(v * sx), 0, region.shape[1])) for v in (box[0], box[2]))
+    y1, y2 = (int(np.clip(np.floor(v * sy), 0, region.shape[0])) for v in (box[1], box[3]))
+    cells = region[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+    hits = int(cells.sum())
+    return hits >= 1 and hits >= min_share * max(cells.size, 1)
 
 
 def build_finder(proposals: Callable[[np.ndarray], np.ndarray] | None = None, num_threads: int = 1,
@@ -228,23 +269,116 @@ class Track:
         return self.poses[-1]
 
 
+@dataclass
+class ChangeGate:
+    """Where a video's picture changed since each search window was last searched, away from the people
+    being followed: only there can a newcomer be (whoever stood still since was in the window when it was
+    searched).
+
+    Frames are compared as blurred grey images whose longer side is about ``side`` cells (blocks of whole
+    pixels); a cell changed when its grey level moved by more than ``threshold``. Cells in the box of
+    someone followed, now or at the window's last search, do not count: the landmarks' box grown by
+    ``margin`` of its longer side (loose clothes, hair, blur) and by ``below`` of it under the feet (shadows
+    and reflections on the floor). A window is due when at least ``min_cells`` of its cells changed (about
+    half the smallest person the finder keeps, 8 % of the shorter side tall, in a 16:9 frame).
+    """
+
+    side: int = 256
+    threshold: float = 20.0
+    margin: float = 0.15
+    below: float = 0.5
+    min_cells: int = 20
+    _refs: dict = field(default_factory=dict, repr=False)
+
+    def factor(self, shape: tuple[int, int]) -> int:
+        """Image pixels per cell, a whole number (so that shrinking is a plain average of pixel blocks)."""
+        return max(1, int(np.ceil(max(shape) / self.side)))
+
+    def snapshot(self, image: np.ndarray, people: Sequence[PoseLandmarks]) -> tuple[np.ndarray, np.ndarray]:
+        """The frame as the gate compares it: grey (h, w) float32 and the followed people's boxes (h, w) bool."""
+        import cv2
+
+        k = self.factor(image.shape[:2])
+        height, width = (image.shape[0] // k) * k, (image.shape[1] // k) * k
+        small = cv2.resize(image[:height, :width], (width // k, height // k), interpolation=cv2.INTER_AREA)
+        grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (5, 5), 0).astype(np.float32)
+        followed = np.zeros(grey.shape, dtype=bool)
+        self.add_people(followed, people, 1.0 / k)
+        return grey, followed
+
+    def add_people(self, followed: np.ndarray, people: Sequence[PoseLandmarks], scale: float) -> None:
+        """Mark the grown boxes of ``people`` in a snapshot's ``followed`` grid (``scale``: grid / image)."""
+        for pose in people:
+            x1, y1, x2, y2 = pose.box()
+            side = max(x2 - x1, y2 - y1)
+            pad = self.margin * side
+            c1, r1 = (max(0, int(np.floor((v - pad) * scale))) for v in (x1, y1))
+            c2 = max(0, int(np.ceil((x2 + pad) * scale)))
+            r2 = max(0, int(np.ceil((y2 + pad + self.below * side) * scale)))
+            followed[r1:r2, c1:c2] = True
+
+    def changed(self, snapshot: tuple[np.ndarray, np.ndarray], index: int, window: np.ndarray,
+                shape: tuple[int, int]) -> np.ndarray:
+        """(h, w) bool: the cells of window ``index`` ``[cx, cy, size]`` that changed since it was last
+        searched (all of it when it never was), away from the people followed."""
+        grey, followed = snapshot
+        scale = 1.0 / self.factor(shape)
+        inside = np.zeros(grey.shape, dtype=bool)
+        half = window[2] / 2
+        c1, r1 = (max(0, int(np.floor((v - half) * scale))) for v in window[:2])
+        c2, r2 = (max(0, int(np.ceil((v + half) * scale))) for v in window[:2])
+        inside[r1:r2, c1:c2] = True
+        reference = self._refs.get(index)
+        if reference is None:
+            return inside
+        ref_grey, ref_followed = reference
+        return inside & (np.abs(grey - ref_grey) > self.threshold) & ~followed & ~ref_followed
+
+    def due(self, snapshot: tuple[np.ndarray, np.ndarray], windows: Sequence[np.ndarray],
+            shape: tuple[int, int]) -> tuple[list[int], np.ndarray]:
+        """Indices of the windows due for a search, and the union of their changed cells (h, w) bool."""
+        region = np.zeros(snapshot[0].shape, dtype=bool)
+        due = []
+        for index, window in enumerate(windows):
+            changed = self.changed(snapshot, index, window, shape)
+            if changed.sum() >= self.min_cells:
+                due.append(index)
+                region |= changed
+        return due, region
+
+    def searched(self, snapshot: tuple[np.ndarray, np.ndarray], indices: Sequence[int]) -> None:
+        """Remember ``snapshot`` as what windows ``indices`` showed when they were searched."""
+        for index in indices:
+            self._refs[index] = snapshot
+
+
 class PeopleTracker:
     """Follows people through frames with the landmark model, searching for newcomers now and then.
 
+    The first frame and every frame after someone was lost get a full search (`PeopleFinder.find` on the
+    whole frame). The searches every ``search_every`` frames in between look only for newcomers: only the
+    windows whose picture changed away from the people followed (`ChangeGate`), the extra proposer only
+    when some window did and only its boxes on the change, plus one window in turn whatever changed (so
+    that, over ``len(windows) * search_every`` frames, everything is searched again).
+
     Args:
-        finder: the `PeopleFinder` used for full searches.
-        search_every: frames between full searches (a search also runs when someone was lost).
+        finder: the `PeopleFinder` used for searches.
+        search_every: frames between searches for newcomers (a full search also runs when someone was lost).
         max_gap: frames within which a person found again where a track was lost resumes its id.
+        gate: where the picture changed (default: a `ChangeGate` with its defaults).
     """
 
-    def __init__(self, finder: PeopleFinder, search_every: int = 10, max_gap: int = 15) -> None:
+    def __init__(self, finder: PeopleFinder, search_every: int = 10, max_gap: int = 15,
+                 gate: ChangeGate | None = None) -> None:
         self.finder = finder
         self.search_every = max(1, int(search_every))
         self.max_gap = int(max_gap)
+        self.gate = gate or ChangeGate()
         self.active: list[Track] = []
         self.ended: list[Track] = []
         self._next_id = 1
         self._last_search = None
+        self._turn = 0
 
     def update(self, frame: int, image: np.ndarray) -> list[tuple[int, PoseLandmarks]]:
         """Process one frame; returns the (track id, landmarks) of everyone seen in it."""
@@ -260,15 +394,33 @@ class PeopleTracker:
                 lost = True
                 self.ended.append(track)
         self.active = kept
-        due = self._last_search is None or frame - self._last_search >= self.search_every
-        if due or lost:
+        first = self._last_search is None
+        if first or lost or frame - self._last_search >= self.search_every:
             self._last_search = frame
-            for pose in self.finder.find(image, known=[t.last for t in self.active]):
+            for pose in self.search(image, full=first or lost):
                 track = self._resume(frame, pose) or Track(self._new_id())
                 track.frames.append(frame)
                 track.poses.append(pose)
                 self.active.append(track)
         return [(t.track_id, t.last) for t in self.active if t.frames[-1] == frame]
+
+    def search(self, image: np.ndarray, full: bool) -> list[PoseLandmarks]:
+        """People in ``image`` who are not followed yet: a full search, or one for newcomers (see above)."""
+        shape = image.shape[:2]
+        known = [t.last for t in self.active]
+        windows = search_windows(*shape, fractions=self.finder.fractions)
+        snapshot = self.gate.snapshot(image, known)
+        if full:
+            chosen, region = list(range(len(windows))), None
+        else:
+            chosen, region = self.gate.due(snapshot, windows, shape)
+            turn = self._turn % len(windows)
+            self._turn += 1
+            chosen += [] if turn in chosen else [turn]
+        found = self.finder.find(image, known, windows=[windows[i] for i in chosen], proposal_region=region)
+        self.gate.add_people(snapshot[1], found, 1.0 / self.gate.factor(shape))
+        self.gate.searched(snapshot, chosen)
+        return found
 
     def _new_id(self) -> int:
         self._next_id += 1
