@@ -264,3 +264,21 @@ def test_tracker_follows_the_dancer_and_searches_little_in_between():
     tracks = tracker.tracks()
     assert len(tracks) == 1 and tracks[0].frames == list(range(21))
     assert finder.stats['windows'] - windows_after_first <= 4
+
+
+def test_mirrored_pass_answers_for_the_same_person(nets):
+    """The landmark model shown the crop flipped left to right, mapped back: the same landmarks (left still
+    the person's left), world x back to the camera's axes, the same mask."""
+    detector, landmarker = nets
+    image = _rgb(MEDIA / 'COCO_val2014_000000019667.jpg')
+    roi = detector.detect(image)[0].roi
+    plain, mirrored = landmarker(image, roi), landmarker(image, roi, mirror=True)
+    assert mirrored.score > 0.99
+    size = float(roi[2])
+    limbs = [11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
+    assert np.median(np.linalg.norm(plain.image[limbs, :2] - mirrored.image[limbs, :2], axis=1)) < 0.02 * size
+    assert np.linalg.norm(plain.image[11, :2] - mirrored.image[11, :2]) < np.linalg.norm(
+        plain.image[11, :2] - mirrored.image[12, :2])
+    assert np.median(np.abs(plain.world[limbs] - mirrored.world[limbs])) < 0.05
+    both = (plain.mask > 0.5) & (mirrored.mask > 0.5)
+    assert both.sum() > 0.9 * ((plain.mask > 0.5) | (mirrored.mask > 0.5)).sum()

@@ -44,6 +44,9 @@ LANDMARK_NAMES = (
     'left_thumb', 'right_thumb', 'left_hip', 'right_hip', 'left_knee', 'right_knee', 'left_ankle', 'right_ankle',
     'left_heel', 'right_heel', 'left_foot_index', 'right_foot_index')
 NUM_LANDMARKS = len(LANDMARK_NAMES)
+# For each landmark, the index of its mirror image (left and right swapped; the nose maps to itself).
+MIRRORED = np.array([LANDMARK_NAMES.index(name.replace('left', '#').replace('right', 'left').replace('#', 'right'))
+                     for name in LANDMARK_NAMES])
 
 DETECTOR_SIZE = 224
 LANDMARK_SIZE = 256
@@ -98,7 +101,7 @@ class TfliteNet:
         return {name: self._interp.get_tensor(idx).copy() for name, idx in self._outputs.items()}
 
 
-def square_warp(image: np.ndarray, roi: np.ndarray, out_size: int, replicate: bool = False,
+def square_warp(image: np.ndarray, roi: np.ndarray, out_size: int, replicate: bool = False, mirror: bool = False,
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Crop a rotated square ROI out of an image into an upright ``out_size`` square.
 
@@ -108,6 +111,8 @@ def square_warp(image: np.ndarray, roi: np.ndarray, out_size: int, replicate: bo
         out_size: side of the output in pixels.
         replicate: fill what lies outside the image with the nearest border pixel (the landmark model's
             input), instead of black (the detector's letterbox).
+        mirror: flip the crop left to right (crop column ``u`` shows what column ``out_size - 1 - u`` of
+            the plain crop shows).
 
     Returns:
         crop: (out_size, out_size, 3) uint8; to_image: (2, 3) affine map from crop pixels to image pixels.
@@ -115,6 +120,8 @@ def square_warp(image: np.ndarray, roi: np.ndarray, out_size: int, replicate: bo
     import cv2
 
     to_image = roi_affine(roi, out_size)
+    if mirror:
+        to_image = to_image @ np.array([[-1.0, 0.0, out_size - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     to_crop = cv2.invertAffineTransform(to_image)
     crop = cv2.warpAffine(image, to_crop, (out_size, out_size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT,
@@ -353,28 +360,39 @@ class PoseLandmarker:
         self.net = TfliteNet(model_path(LANDMARK_FILE, model_dir), num_threads)
         self.keep_mask = keep_mask
 
-    def __call__(self, image: np.ndarray, roi: np.ndarray) -> PoseLandmarks:
-        """Landmarks of the person in ``roi`` ``[cx, cy, size, rotation]`` of an (H, W, 3) uint8 RGB image."""
-        crop, to_image = square_warp(image, roi, LANDMARK_SIZE, replicate=True)
-        out = self.net(crop.astype(np.float32)[None] / 255.0)
-        return self.decode(out, np.asarray(roi, dtype=np.float64), to_image)
+    def __call__(self, image: np.ndarray, roi: np.ndarray, mirror: bool = False) -> PoseLandmarks:
+        """Landmarks of the person in ``roi`` ``[cx, cy, size, rotation]`` of an (H, W, 3) uint8 RGB image.
 
-    def decode(self, out: dict[str, np.ndarray], roi: np.ndarray, to_image: np.ndarray) -> PoseLandmarks:
-        """Turn the network's outputs for one crop into image and world landmarks."""
+        ``mirror`` shows the network the crop flipped left to right and maps its answer back (left and
+        right landmarks swapped, world x negated, mask flipped): a second opinion on the same person."""
+        crop, to_image = square_warp(image, roi, LANDMARK_SIZE, replicate=True, mirror=mirror)
+        out = self.net(crop.astype(np.float32)[None] / 255.0)
+        return self.decode(out, np.asarray(roi, dtype=np.float64), to_image, mirror)
+
+    def decode(self, out: dict[str, np.ndarray], roi: np.ndarray, to_image: np.ndarray,
+               mirror: bool = False) -> PoseLandmarks:
+        """Turn the network's outputs for one crop (flipped left to right when ``mirror``) into image and world
+        landmarks."""
         raw = out['Identity'].reshape(-1, 5)
         xy = apply_affine(to_image, refine_from_heatmaps(raw[:, :2], out['Identity_3'][0]))
         z = raw[:, 2:3] * (roi[2] / LANDMARK_SIZE)
         points = np.concatenate([xy, z], axis=1)
         c, s = np.cos(roi[3]), np.sin(roi[3])
-        world_crop = out['Identity_4'].reshape(-1, 3)
+        world_crop = out['Identity_4'].reshape(-1, 3) * ([-1.0, 1.0, 1.0] if mirror else 1.0)
         world = np.stack([c * world_crop[:, 0] - s * world_crop[:, 1],
                           s * world_crop[:, 0] + c * world_crop[:, 1], world_crop[:, 2]], axis=1)
+        logits = raw[:, 3:5]
         mask = _sigmoid(out['Identity_2'].reshape(LANDMARK_SIZE, LANDMARK_SIZE)) if self.keep_mask else None
+        if mirror:   # the network's left is the person's right
+            points[:NUM_LANDMARKS] = points[MIRRORED]
+            world[:NUM_LANDMARKS] = world[MIRRORED]
+            logits = logits[MIRRORED]
+            mask = None if mask is None else np.ascontiguousarray(mask[:, ::-1])
         return PoseLandmarks(
             score=float(np.asarray(out['Identity_1']).reshape(-1)[0]),
             image=points[:NUM_LANDMARKS].astype(np.float32),
-            visibility=_sigmoid(raw[:NUM_LANDMARKS, 3]).astype(np.float32),
-            presence=_sigmoid(raw[:NUM_LANDMARKS, 4]).astype(np.float32),
+            visibility=_sigmoid(logits[:NUM_LANDMARKS, 0]).astype(np.float32),
+            presence=_sigmoid(logits[:NUM_LANDMARKS, 1]).astype(np.float32),
             world=world[:NUM_LANDMARKS].astype(np.float32),
             roi=roi.astype(np.float32),
             next_roi=alignment_roi(points[33, :2], points[34, :2]).astype(np.float32),

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils.video.blazepose import LANDMARK_SIZE, PoseDetector, PoseLandmarker, PoseLandmarks, roi_affine
+from utils.video.blazepose import LANDMARK_SIZE, ROI_SCALE, PoseDetector, PoseLandmarker, PoseLandmarks, roi_affine
 from utils.video.tracking import iou_matrix
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,10 @@ PRESENCE_THRESHOLD = 0.5
 DUPLICATE_DISTANCE = 0.12
 # Longer side, pixels, of the grid on which person masks are compared.
 MASK_SIDE = 480
+# Variants of a person's ROI whose landmarks `PeopleFinder.consensus` combines: (factor on the side, turn in
+# radians, mirrored left to right).
+CONSENSUS_VARIANTS = tuple((scale, turn, mirror) for scale in (0.9, 1.0, 1.15, 1.3) for turn in (-0.2, 0.0, 0.2)
+                           for mirror in (False, True))
 
 
 def search_windows(height: int, width: int, fractions: Sequence[float] = (1.0, 0.5),
@@ -92,6 +96,23 @@ def _visible_extent(pose: PoseLandmarks) -> float:
     return float(np.ptp(points, axis=0).max()) if len(points) > 1 else 0.0
 
 
+def torso(pose: PoseLandmarks) -> tuple[np.ndarray, np.ndarray]:
+    """A pose's mid-hip and mid-shoulder, (2,) pixels each."""
+    return pose.image[[23, 24], :2].mean(axis=0), pose.image[[11, 12], :2].mean(axis=0)
+
+
+def median_pose(poses: Sequence[PoseLandmarks], base: PoseLandmarks) -> PoseLandmarks:
+    """The landmark-wise median of several answers for one person (score, image and world landmarks,
+    visibility, presence, next ROI); the ROI and the mask are ``base``'s."""
+    def median(values):
+        return np.median(np.stack(values), axis=0).astype(np.float32)
+
+    return PoseLandmarks(score=float(np.median([p.score for p in poses])), image=median([p.image for p in poses]),
+                         visibility=median([p.visibility for p in poses]), presence=median([p.presence for p in poses]),
+                         world=median([p.world for p in poses]), roi=base.roi,
+                         next_roi=median([p.next_roi for p in poses]), mask=base.mask)
+
+
 def image_mask(pose: PoseLandmarks, shape: tuple[int, int], scale: float = 1.0) -> np.ndarray:
     """The pose's person mask (from its ROI crop) on the image's pixel grid shrunk by ``scale``: an
     (round(H * scale), round(W * scale)) bool array for an image of ``shape`` (H, W)."""
@@ -126,15 +147,21 @@ class PeopleFinder:
             of one of them, not a new person.
         min_size: people whose landmark box is smaller than this share of the image's shorter side are
             ignored (too small for a mesh; the detector also fires on person-like clutter at that size).
+        variants: ROI variants ``(factor on the side, turn in radians, mirrored)`` whose landmarks
+            `consensus` combines for everyone found (``find(..., consensus=True)``).
+        agree: a variant counts when its mid-hip and mid-shoulder lie within this share of the person's
+            size (the ROI side / `ROI_SCALE`) of the person's.
     """
 
     detector: PoseDetector
     landmarker: PoseLandmarker
     proposals: Callable[[np.ndarray], np.ndarray] | None = None
-    fractions: Sequence[float] = (1.0, 0.5)
+    fractions: Sequence[float] = (1.0, 0.75, 0.5)
     presence_threshold: float = PRESENCE_THRESHOLD
     max_shared: float = 0.85
     min_size: float = 0.08
+    variants: Sequence[tuple[float, float, bool]] = CONSENSUS_VARIANTS
+    agree: float = 0.1
     stats: dict = field(default_factory=lambda: {'windows': 0, 'proposals': 0, 'landmark_runs': 0})
 
     def proposal_rois(self, image: np.ndarray, windows: Sequence[np.ndarray] | None = None,
@@ -206,12 +233,31 @@ class PeopleFinder:
         landmarks were computed in or the one they give for the next frame (skip its pass)."""
         return any(same_place(roi, other.roi) or same_place(roi, other.next_roi) for other in people)
 
+    def consensus(self, image: np.ndarray, pose: PoseLandmarks) -> PoseLandmarks:
+        """A person's landmarks as the median over the answers for ROI variants (`variants`) that keep the
+        person's torso in place (the landmark model's answer changes with the crop; in a crowd some crops
+        lock onto a neighbour, and those are left out)."""
+        hip, shoulders = torso(pose)
+        tolerance = self.agree * float(pose.roi[2]) / ROI_SCALE
+        agreeing = [pose]
+        for scale, turn, mirror in self.variants:
+            roi = pose.roi.astype(np.float64) * (1.0, 1.0, scale, 1.0) + (0.0, 0.0, 0.0, turn)
+            other = self.landmarker(image, roi, mirror=mirror)
+            self.stats['landmark_runs'] += 1
+            other_hip, other_shoulders = torso(other)
+            if (other.score >= self.presence_threshold and np.linalg.norm(other_hip - hip) < tolerance
+                    and np.linalg.norm(other_shoulders - shoulders) < tolerance):
+                agreeing.append(other)
+        return median_pose(agreeing, pose)
+
     def find(self, image: np.ndarray, known: Sequence[PoseLandmarks] = (), windows: Sequence[np.ndarray] | None = None,
-             proposal_region: np.ndarray | None = None) -> list[PoseLandmarks]:
+             proposal_region: np.ndarray | None = None, consensus: bool = True) -> list[PoseLandmarks]:
         """Everyone in an (H, W, 3) uint8 RGB image who is not among ``known``; best score first.
 
         ``windows`` and ``proposal_region`` narrow the search (see `proposal_rois`; default: the whole
-        image, as for a photo); the tracker narrows it to where a newcomer may be.
+        image, as for a photo); the tracker narrows it to where a newcomer may be. ``consensus``: each
+        person's landmarks are the `consensus` of ROI variants (``len(variants)`` more landmark passes per
+        person), else one pass's.
         """
         shape = image.shape[:2]
         scale = mask_scale(shape)
@@ -235,6 +281,8 @@ class PeopleFinder:
                 people.append(pose)
                 found.append(pose)
                 taken |= mask
+        if consensus:
+            found = [self.consensus(image, pose) for pose in found]
         return sorted(found, key=lambda p: -p.score)
 
 
@@ -250,7 +298,7 @@ def holds_region(box: np.ndarray, region: np.ndarray, shape: tuple[int, int], mi
 
 
 def build_finder(proposals: Callable[[np.ndarray], np.ndarray] | None = None, num_threads: int = 1,
-                 fractions: Sequence[float] = (1.0, 0.5)) -> PeopleFinder:
+                 fractions: Sequence[float] = (1.0, 0.75, 0.5)) -> PeopleFinder:
     """A `PeopleFinder` on the shipped BlazePose models (raises `utils.video.blazepose.ModelFileError`)."""
     return PeopleFinder(PoseDetector(num_threads=num_threads), PoseLandmarker(num_threads=num_threads, keep_mask=True),
                         proposals=proposals, fractions=fractions)
@@ -417,7 +465,8 @@ class PeopleTracker:
             turn = self._turn % len(windows)
             self._turn += 1
             chosen += [] if turn in chosen else [turn]
-        found = self.finder.find(image, known, windows=[windows[i] for i in chosen], proposal_region=region)
+        found = self.finder.find(image, known, windows=[windows[i] for i in chosen], proposal_region=region,
+                                 consensus=False)
         self.gate.add_people(snapshot[1], found, 1.0 / self.gate.factor(shape))
         self.gate.searched(snapshot, chosen)
         return found
