@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils.video.blazepose import LANDMARK_SIZE, ROI_SCALE, PoseDetector, PoseLandmarker, PoseLandmarks, roi_affine
+from utils.video.blazepose import (
+    LANDMARK_SIZE,
+    ROI_SCALE,
+    PoseDetection,
+    PoseDetector,
+    PoseLandmarker,
+    PoseLandmarks,
+    roi_affine,
+)
 from utils.video.tracking import iou_matrix
 
 logger = logging.getLogger(__name__)
@@ -44,7 +52,7 @@ DUPLICATE_DISTANCE = 0.12
 MASK_SIDE = 480
 # Variants of a person's ROI whose landmarks `PeopleFinder.consensus` combines: (factor on the side, turn in
 # radians, mirrored left to right).
-CONSENSUS_VARIANTS = tuple((scale, turn, mirror) for scale in (0.9, 1.0, 1.15, 1.3) for turn in (-0.2, 0.0, 0.2)
+CONSENSUS_VARIANTS = tuple((scale, turn, mirror) for scale in (0.9, 1.1, 1.3) for turn in (-0.15, 0.0, 0.15)
                            for mirror in (False, True))
 
 
@@ -101,6 +109,15 @@ def torso(pose: PoseLandmarks) -> tuple[np.ndarray, np.ndarray]:
     return pose.image[[23, 24], :2].mean(axis=0), pose.image[[11, 12], :2].mean(axis=0)
 
 
+def same_torso(a: PoseLandmarks, b: PoseLandmarks, share: float = 0.1) -> bool:
+    """True when two poses' mid-hips and mid-shoulders both lie within ``share`` of the larger one's size
+    (ROI side / `ROI_SCALE`) of each other."""
+    size = max(float(a.roi[2]), float(b.roi[2])) / ROI_SCALE
+    (hip_a, shoulders_a), (hip_b, shoulders_b) = torso(a), torso(b)
+    return bool(np.linalg.norm(hip_a - hip_b) < share * size
+                and np.linalg.norm(shoulders_a - shoulders_b) < share * size)
+
+
 def median_pose(poses: Sequence[PoseLandmarks], base: PoseLandmarks) -> PoseLandmarks:
     """The landmark-wise median of several answers for one person (score, image and world landmarks,
     visibility, presence, next ROI); the ROI and the mask are ``base``'s."""
@@ -148,9 +165,14 @@ class PeopleFinder:
         min_size: people whose landmark box is smaller than this share of the image's shorter side are
             ignored (too small for a mesh; the detector also fires on person-like clutter at that size).
         variants: ROI variants ``(factor on the side, turn in radians, mirrored)`` whose landmarks
-            `consensus` combines for everyone found (``find(..., consensus=True)``).
+            `consensus` combines for everyone found (``find(..., thorough=True)``).
         agree: a variant counts when its mid-hip and mid-shoulder lie within this share of the person's
             size (the ROI side / `ROI_SCALE`) of the person's.
+        edge_fractions: sides of the ROIs that `find_at_edges` centres on the left and right borders, as
+            shares of the image's shorter side.
+        edge_score: the landmark model's score that both the plain and the mirrored pass must reach for a
+            person found at a border (the detector cannot confirm them).
+        edge_agree: the most the plain and the mirrored pass of such a person may differ (`pose_distance`).
     """
 
     detector: PoseDetector
@@ -162,12 +184,17 @@ class PeopleFinder:
     min_size: float = 0.08
     variants: Sequence[tuple[float, float, bool]] = CONSENSUS_VARIANTS
     agree: float = 0.1
+    edge_fractions: Sequence[float] = (0.5, 0.65, 0.8)
+    edge_score: float = 0.9
+    edge_agree: float = 0.06
     stats: dict = field(default_factory=lambda: {'windows': 0, 'proposals': 0, 'landmark_runs': 0})
 
     def proposal_rois(self, image: np.ndarray, windows: Sequence[np.ndarray] | None = None,
-                      proposal_region: np.ndarray | None = None) -> list[tuple[float, np.ndarray, float]]:
-        """Every ROI worth a landmark pass, as (priority, roi, side of the window it was found in), best
-        first; the detector's ROIs come first (their score), then the extra proposer's (window side 0).
+                      proposal_region: np.ndarray | None = None,
+                      ) -> list[tuple[float, np.ndarray, float, PoseDetection | None]]:
+        """Every ROI worth a landmark pass, as (priority, roi, side of the window it was found in, the
+        detection or None), best first; the detector's ROIs come first (their score), then the extra
+        proposer's (window side 0, no detection).
 
         Args:
             image: (H, W, 3) uint8 RGB.
@@ -180,11 +207,11 @@ class PeopleFinder:
         rois = []
         for window in windows:
             self.stats['windows'] += 1
-            rois += [(det.score, det.roi, float(window[2])) for det in self.detector.detect_window(image, window)]
+            rois += [(det.score, det.roi, float(window[2]), det) for det in self.detector.detect_window(image, window)]
         if self.proposals is not None and (proposal_region is None or proposal_region.any()):
             for box in np.asarray(self.proposals(image), dtype=np.float64):
                 if proposal_region is None or holds_region(box[:4], proposal_region, image.shape[:2]):
-                    rois.append((0.0, box_roi(box[:4]), 0.0))
+                    rois.append((0.0, box_roi(box[:4]), 0.0, None))
         self.stats['proposals'] += len(rois)
         return sorted(rois, key=lambda r: -r[0])
 
@@ -225,8 +252,11 @@ class PeopleFinder:
         return max(x2 - x1, y2 - y1) < self.min_size * min(shape)
 
     def is_new(self, pose: PoseLandmarks, people: Sequence[PoseLandmarks]) -> bool:
-        """True when ``pose`` is nobody already in ``people``."""
-        return all(pose_distance(pose, other) > DUPLICATE_DISTANCE for other in people)
+        """True when ``pose`` is nobody already in ``people``: its landmarks do not coincide with theirs, nor
+        its torso (two answers whose limbs differ but whose mid-hip and mid-shoulder coincide are two guesses
+        at one person's limbs)."""
+        return all(pose_distance(pose, other) > DUPLICATE_DISTANCE and not same_torso(pose, other)
+                   for other in people)
 
     def covered(self, roi: np.ndarray, people: Sequence[PoseLandmarks]) -> bool:
         """True when a proposal's ROI is essentially the ROI of someone already found, the one their
@@ -250,14 +280,41 @@ class PeopleFinder:
                 agreeing.append(other)
         return median_pose(agreeing, pose)
 
+    def someone_else(self, detection: PoseDetection, pose: PoseLandmarks) -> bool:
+        """True when a detection's mid-shoulder (the detector places it well: its boxes are anchored on the
+        face) lies farther than `agree` of the person's size from the pose's: the pose answers for another
+        person than the one detected."""
+        size = float(detection.roi[2]) / ROI_SCALE
+        return bool(np.linalg.norm(torso(pose)[1] - detection.keypoints[2]) > self.agree * size)
+
+    def anchored(self, image: np.ndarray, detection: PoseDetection, min_agreeing: int = 2) -> PoseLandmarks | None:
+        """The detected person's landmarks when the plain landmark pass locks onto someone else (in a crowd):
+        the median over the ROI variants (`variants`) whose mid-hip and mid-shoulder lie where the detector
+        put them (within `agree` of the person's size); None when fewer than ``min_agreeing`` do."""
+        size = float(detection.roi[2]) / ROI_SCALE
+        hip, shoulders = detection.keypoints[0], detection.keypoints[2]
+        agreeing = []
+        for scale, turn, mirror in self.variants:
+            roi = detection.roi.astype(np.float64) * (1.0, 1.0, scale, 1.0) + (0.0, 0.0, 0.0, turn)
+            answer = self.landmarker(image, roi, mirror=mirror)
+            self.stats['landmark_runs'] += 1
+            answer_hip, answer_shoulders = torso(answer)
+            if (answer.score >= self.presence_threshold and np.linalg.norm(answer_hip - hip) < self.agree * size
+                    and np.linalg.norm(answer_shoulders - shoulders) < self.agree * size):
+                agreeing.append(answer)
+        if len(agreeing) < min_agreeing:
+            return None
+        return median_pose(agreeing, max(agreeing, key=lambda a: a.score))
+
     def find(self, image: np.ndarray, known: Sequence[PoseLandmarks] = (), windows: Sequence[np.ndarray] | None = None,
-             proposal_region: np.ndarray | None = None, consensus: bool = True) -> list[PoseLandmarks]:
+             proposal_region: np.ndarray | None = None, thorough: bool = True) -> list[PoseLandmarks]:
         """Everyone in an (H, W, 3) uint8 RGB image who is not among ``known``; best score first.
 
         ``windows`` and ``proposal_region`` narrow the search (see `proposal_rois`; default: the whole
-        image, as for a photo); the tracker narrows it to where a newcomer may be. ``consensus``: each
-        person's landmarks are the `consensus` of ROI variants (``len(variants)`` more landmark passes per
-        person), else one pass's.
+        image, as for a photo); the tracker narrows it to where a newcomer may be. ``thorough`` (photos):
+        also look for people cut by the left and right borders (`find_at_edges`), and take each person's
+        landmarks as the `consensus` of ROI variants (about 60 and ``len(variants)`` per person more
+        landmark passes); the tracker's searches are not thorough (it follows people over frames instead).
         """
         shape = image.shape[:2]
         scale = mask_scale(shape)
@@ -267,11 +324,14 @@ class PeopleFinder:
             taken |= image_mask(pose, shape, scale)
         found = []
         proposals = self.proposal_rois(image, windows, proposal_region)
-        detections = [(roi, window) for _, roi, window in proposals if window > 0]
-        for _, roi, _ in proposals:
+        detections = [(roi, window) for _, roi, window, _ in proposals if window > 0]
+        for _, roi, _, detection in proposals:
             if self.covered(roi, people):
                 continue
             pose = self.settle(image, roi)
+            if thorough and detection is not None and (pose is None or not self.is_new(pose, people)) and (
+                    pose is None or self.someone_else(detection, pose)):
+                pose = self.anchored(image, detection)
             if pose is None or not self.is_new(pose, people) or self.too_small(pose, shape):
                 continue
             mask = image_mask(pose, shape, scale)
@@ -281,9 +341,61 @@ class PeopleFinder:
                 people.append(pose)
                 found.append(pose)
                 taken |= mask
-        if consensus:
-            found = [self.consensus(image, pose) for pose in found]
+        if thorough:
+            found += self.find_at_edges(image, people, taken)
+            refined: list[PoseLandmarks] = []
+            for pose in sorted((self.consensus(image, pose) for pose in found), key=lambda p: -p.score):
+                if self.is_new(pose, [*known, *refined]):   # two guesses that the consensus brought together
+                    refined.append(pose)
+            found = refined
         return sorted(found, key=lambda p: -p.score)
+
+    def find_at_edges(self, image: np.ndarray, people: list[PoseLandmarks], taken: np.ndarray) -> list[PoseLandmarks]:
+        """People cut by the left or right border whom the detector misses (face outside the picture or
+        turned away): ROIs centred on the border line (`edge_rois`) go to the landmark model, plain and
+        mirrored; a pose becomes a person when, re-centred on its own landmarks, both passes are sure of it
+        and agree (`edge_score`, `edge_agree`), some of its landmarks lie beyond that border, and it is
+        nobody already in ``people`` (nor mostly on their masks, ``taken``, on the `mask_scale` grid).
+        ``people`` and ``taken`` are updated in place."""
+        shape = image.shape[:2]
+        scale = taken.shape[1] / shape[1]
+        found = []
+        for roi, side in edge_rois(*shape, self.edge_fractions):
+            if self.covered(roi, people):
+                continue
+            answers = [self.landmarker(image, roi, mirror=mirror) for mirror in (False, True)]
+            self.stats['landmark_runs'] += 2
+            best = max(answers, key=lambda a: a.score)
+            if best.score < self.presence_threshold:
+                continue
+            pose = self.landmarker(image, best.next_roi)
+            mirrored = self.landmarker(image, best.next_roi, mirror=True)
+            self.stats['landmark_runs'] += 2
+            if min(pose.score, mirrored.score) < self.edge_score or pose_distance(pose, mirrored) > self.edge_agree:
+                continue
+            beyond = pose.image[:, 0] < 0 if side == 'left' else pose.image[:, 0] > shape[1]
+            if not beyond.any() or not self.is_new(pose, people) or self.too_small(pose, shape):
+                continue
+            mask = image_mask(pose, shape, scale)
+            if (mask & taken).sum() > self.max_shared * max(mask.sum(), 1):
+                continue
+            people.append(pose)
+            found.append(pose)
+            taken |= mask
+        return found
+
+
+def edge_rois(height: int, width: int, fractions: Sequence[float]) -> list[tuple[np.ndarray, str]]:
+    """Upright ROIs ``[cx, cy, size, 0]`` centred on the left and right border lines (half of each outside
+    the image), of side ``fraction * min(H, W)``, a third of the side apart along the border; each with its
+    border, 'left' or 'right'."""
+    rois = []
+    for fraction in fractions:
+        size = min(height, width) * float(fraction)
+        count = max(1, int(np.ceil((height - size) / (size / 3))) + 1)
+        for cy in np.linspace(size / 2, height - size / 2, count):
+            rois += [(np.array([0.0, cy, size, 0.0]), 'left'), (np.array([float(width), cy, size, 0.0]), 'right')]
+    return rois
 
 
 def holds_region(box: np.ndarray, region: np.ndarray, shape: tuple[int, int], min_share: float = 0.02) -> bool:
@@ -466,7 +578,7 @@ class PeopleTracker:
             self._turn += 1
             chosen += [] if turn in chosen else [turn]
         found = self.finder.find(image, known, windows=[windows[i] for i in chosen], proposal_region=region,
-                                 consensus=False)
+                                 thorough=False)
         self.gate.add_people(snapshot[1], found, 1.0 / self.gate.factor(shape))
         self.gate.searched(snapshot, chosen)
         return found
