@@ -282,3 +282,53 @@ def test_mirrored_pass_answers_for_the_same_person(nets):
     assert np.median(np.abs(plain.world[limbs] - mirrored.world[limbs])) < 0.05
     both = (plain.mask > 0.5) & (mirrored.mask > 0.5)
     assert both.sum() > 0.9 * ((plain.mask > 0.5) | (mirrored.mask > 0.5)).sum()
+
+
+def test_people_cut_by_the_border_are_found_at_the_edges():
+    """The dancer cut by the right border at her middle: the border search finds her (landmarks reaching
+    past the border, the visible ones on her); on the whole frame, with her already found, it adds nobody."""
+    from utils.video.detection import HogDetector
+    from utils.video.people import build_finder, edge_rois, mask_scale
+
+    frame = _dancer_frame0()
+    rois = edge_rois(*frame.shape[:2], (0.5, 0.8))
+    assert {side for _, side in rois} == {'left', 'right'}
+    for roi, _ in rois:
+        assert roi[0] in (0.0, frame.shape[1]) and roi[2] / 2 <= roi[1] <= frame.shape[0] - roi[2] / 2
+
+    finder = build_finder(proposals=HogDetector().detect)
+
+    def grid(image):
+        scale = mask_scale(image.shape[:2])
+        return np.zeros((round(image.shape[0] * scale), round(image.shape[1] * scale)), dtype=bool)
+
+    cut = np.ascontiguousarray(frame[:, :900])
+    people = finder.find_at_edges(cut, [], grid(cut))
+    assert len(people) == 1
+    x1, y1, x2, y2 = people[0].box()
+    assert 540 < x1 < 640 and 100 < y1 < 220 and 750 < y2 < 880          # the dancer spans x 590-1210, y 160-810
+    assert (people[0].image[:, 0] > 900).any()
+    whole = finder.find(frame, thorough=False)
+    assert finder.find_at_edges(frame, list(whole), grid(frame)) == []
+
+
+def test_consensus_and_anchored_readings_stay_on_the_person(nets):
+    """The median over ROI variants barely moves a clear single person's landmarks; a reading anchored on a
+    detection keeps the torso where the detector put it."""
+    from utils.video.people import build_finder, torso
+
+    detector, _ = nets
+    finder = build_finder()
+    image = _rgb(MEDIA / 'COCO_val2014_000000019667.jpg')
+    detection = detector.detect(image)[0]
+    pose = finder.settle(image, detection.roi)
+    agreed = finder.consensus(image, pose)
+    size = float(pose.roi[2])
+    limbs = [11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
+    assert np.median(np.linalg.norm(agreed.image[limbs, :2] - pose.image[limbs, :2], axis=1)) < 0.03 * size
+    assert agreed.mask is pose.mask and np.array_equal(agreed.roi, pose.roi)
+    anchored = finder.anchored(image, detection)
+    hip, shoulders = torso(anchored)
+    tolerance = finder.agree * float(detection.roi[2]) / blazepose.ROI_SCALE
+    assert np.linalg.norm(hip - detection.keypoints[0]) < tolerance
+    assert np.linalg.norm(shoulders - detection.keypoints[2]) < tolerance

@@ -7,14 +7,23 @@ whole image and overlapping square tiles at several sizes, adds optional proposa
 becomes a person when:
 1. the landmark model says a pose is present (its ROI is then re-centred on the person's own landmarks
    with one more landmark pass);
-2. the pose is nobody already found: its landmarks do not coincide with an accepted person's, and its
-   person mask does not lie mostly on theirs (the landmark model also answers for a part of a person
-   when its window shows only that part);
+2. the pose is nobody already found: its landmarks do not coincide with an accepted person's, nor its
+   torso, and its person mask does not lie mostly on theirs (the landmark model also answers for a part
+   of a person when its window shows only that part);
 3. it is not tiny (person-like clutter);
 4. the detector agrees: shown a window with the whole person, it finds a body with the same mid-hip and
    scale.
-This keeps people side by side, overlapping, cut by the frame edge or facing away, as long as one
-proposal lands near them.
+This keeps people side by side, overlapping or facing away, as long as one proposal lands near them.
+For photos (``find(..., thorough=True)``) three more steps, each some landmark passes per person:
+- in a crowd the landmark pass for a detected person may lock onto a neighbour; the detector's own
+  mid-shoulder then lies elsewhere, and the person's landmarks become the median over ROI variants
+  (scales, turns, mirrored) that keep the torso where the detector put it (`PeopleFinder.anchored`);
+- people cut by the left or right border, whose face the detector cannot see, are looked for with ROIs
+  centred on the border line; the plain and the mirrored pass must both be sure and agree
+  (`PeopleFinder.find_at_edges`);
+- everyone's landmarks become the median over the ROI variants that keep the torso in place
+  (`PeopleFinder.consensus`): the landmark model's answer changes with the crop, and one crop's mistake
+  is outvoted.
 
 `PeopleTracker` follows people through a video: each person's next ROI comes from its landmarks in the
 previous frame (no detection needed while the landmark model keeps its score). A full search runs on the
@@ -184,7 +193,7 @@ class PeopleFinder:
     min_size: float = 0.08
     variants: Sequence[tuple[float, float, bool]] = CONSENSUS_VARIANTS
     agree: float = 0.1
-    edge_fractions: Sequence[float] = (0.5, 0.65, 0.8)
+    edge_fractions: Sequence[float] = (0.5, 0.7)
     edge_score: float = 0.9
     edge_agree: float = 0.06
     stats: dict = field(default_factory=lambda: {'windows': 0, 'proposals': 0, 'landmark_runs': 0})
@@ -312,9 +321,10 @@ class PeopleFinder:
 
         ``windows`` and ``proposal_region`` narrow the search (see `proposal_rois`; default: the whole
         image, as for a photo); the tracker narrows it to where a newcomer may be. ``thorough`` (photos):
-        also look for people cut by the left and right borders (`find_at_edges`), and take each person's
-        landmarks as the `consensus` of ROI variants (about 60 and ``len(variants)`` per person more
-        landmark passes); the tracker's searches are not thorough (it follows people over frames instead).
+        re-read a detected person whose landmark pass locked onto someone else (`anchored`), look for
+        people cut by the left and right borders (`find_at_edges`: 2 landmark passes for each of 14 ROIs on a
+        16:9 frame), and take each person's landmarks as the `consensus` of ROI variants (``len(variants)``
+        passes per person); the tracker's searches are not thorough (it follows people over frames instead).
         """
         shape = image.shape[:2]
         scale = mask_scale(shape)
