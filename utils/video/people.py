@@ -193,7 +193,7 @@ class PeopleFinder:
     min_size: float = 0.08
     variants: Sequence[tuple[float, float, bool]] = CONSENSUS_VARIANTS
     agree: float = 0.1
-    edge_fractions: Sequence[float] = (0.5, 0.7)
+    edge_fractions: Sequence[float] = (0.5, 0.65, 0.8)
     edge_score: float = 0.9
     edge_agree: float = 0.06
     stats: dict = field(default_factory=lambda: {'windows': 0, 'proposals': 0, 'landmark_runs': 0})
@@ -322,7 +322,7 @@ class PeopleFinder:
         ``windows`` and ``proposal_region`` narrow the search (see `proposal_rois`; default: the whole
         image, as for a photo); the tracker narrows it to where a newcomer may be. ``thorough`` (photos):
         re-read a detected person whose landmark pass locked onto someone else (`anchored`), look for
-        people cut by the left and right borders (`find_at_edges`: 2 landmark passes for each of 14 ROIs on a
+        people cut by the left and right borders (`find_at_edges`: 2 landmark passes for each of 18 ROIs on a
         16:9 frame), and take each person's landmarks as the `consensus` of ROI variants (``len(variants)``
         passes per person); the tracker's searches are not thorough (it follows people over frames instead).
         """
