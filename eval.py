@@ -34,7 +34,7 @@ from core.evaluation.protocol import (
     model_record,
     protocol_description,
 )
-from core.inference.backends import add_backend_args, make_backend
+from core.inference.backends import add_backend_args, check_backend, make_backend
 from utils import cli
 
 logger = logging.getLogger('eval')
@@ -84,6 +84,7 @@ def check_model_run_args(args: argparse.Namespace) -> torch.device:
     cli.check_min('--batch_size', args.batch_size)
     cli.check_min('--num_workers', args.num_workers, 0)
     device = cli.check_device(args.device)
+    check_backend(args.backend, args.precision, device)
     if args.checkpoint:
         cli.check_input_file(args.checkpoint, '--checkpoint', 'checkpoint')
     if args.cfg_file:
@@ -135,6 +136,7 @@ def main(args: argparse.Namespace) -> dict:
         **model_record(args.checkpoint, cfg_file=args.cfg_file, misc=args.misc),
         'protocol': protocol_description(args.dataset),
         'bad_sample_policy': args.bad_sample_policy,
+        'inference': model.describe(),
         'results': results,
         'per_action_pa_mpjpe_mm': {k: v.mean for k, v in evaluator.per_action.items()},
     }

@@ -345,23 +345,57 @@ class SMPL(nn.Module):
         vertices = torch.einsum('bvij,bvj->bvi', skin[..., :3], v_posed) + skin[..., 3]
         return vertices, posed_joints
 
-    def _joint_vertices(self) -> tuple[torch.Tensor, ...]:
-        """The model restricted to the vertices the 49 joints read (landmark vertices and the extra
-        regressor's support), cached.
+    def vertex_subset(self, ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The body model's arrays restricted to vertices ``ids`` (S,), for `pose_vertex_subset`.
 
         Returns:
-            positions of the 21 landmark vertices among the S kept ones (21,), the extra regressor on them
-            (9, S), and their template (1, 3S), shape directions (3S, 10), pose correctives (207, 3S) and
-            skinning weights (S, 24).
+            template (1, 3S), shape directions (3S, 10), pose correctives (207, 3S) and skinning weights (S, 24),
+            new contiguous tensors (a caller may keep them as buffers of its own).
+        """
+        ids = ids.to(self.v_template.device)
+        cols = (ids[:, None] * 3 + torch.arange(3, device=ids.device)).reshape(-1)
+        return (self.v_template[ids].reshape(1, -1).clone(), self.shapedirs[ids].reshape(-1, NUM_BETAS).contiguous(),
+                self.posedirs[:, cols].contiguous(), self.lbs_weights[ids].contiguous())
+
+    def pose_vertex_subset(self, betas: torch.Tensor, rotmat: torch.Tensor, subset: Sequence[torch.Tensor]
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linear blend skinning of some vertices only: the rows of `lbs`'s vertices that ``subset`` (from
+        `vertex_subset`) selects, computed without posing the rest of the mesh.
+
+        Args:
+            betas: (B, 10). rotmat: (B, 24, 3, 3) local joint rotations. subset: `vertex_subset`'s arrays.
+
+        Returns:
+            vertices (B, S, 3) and posed joints (B, 24, 3), metres.
+        """
+        batch = betas.shape[0]
+        dtype = self.v_template.dtype
+        betas, rotmat = betas.to(dtype), rotmat.to(dtype)
+        template, shapedirs, posedirs, lbs_weights = subset
+        joints_template, joint_dirs = self._joint_basis()
+        rest_joints = torch.addmm(joints_template, betas, joint_dirs).reshape(batch, NUM_JOINTS, 3)
+        eye = torch.eye(3, dtype=dtype, device=rotmat.device)
+        pose_feature = (rotmat[:, 1:] - eye).reshape(batch, -1)
+        v_shaped = torch.addmm(template, betas, shapedirs.t())
+        v_posed = torch.addmm(v_shaped, pose_feature, posedirs).reshape(batch, -1, 3)
+        transforms, posed_joints = self._rigid_transforms(rotmat, rest_joints)
+        skin = (lbs_weights @ transforms.reshape(batch, NUM_JOINTS, 12)).reshape(batch, -1, 3, 4)
+        vertices = torch.einsum('bvij,bvj->bvi', skin[..., :3], v_posed) + skin[..., 3]
+        return vertices, posed_joints
+
+    def _joint_vertices(self) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
+        """The vertices the 49 joints read (landmark vertices and the extra regressor's support), cached.
+
+        Returns:
+            positions of the 21 landmark vertices among the S kept ones (21,), `vertex_subset`'s arrays of the
+            S vertices, and the extra regressor on them (9, S).
         """
         def compute():
             landmarks = self.vertex_joint_selector.extra_joints_idxs.to(self.v_template.device)
             support = torch.nonzero(self.J_regressor_extra.abs().sum(0) > 0).reshape(-1)
             ids = torch.unique(torch.cat([landmarks, support]))
-            cols = (ids[:, None] * 3 + torch.arange(3, device=ids.device)).reshape(-1)
-            return (torch.searchsorted(ids, landmarks), self.J_regressor_extra[:, ids].contiguous(),
-                    self.v_template[ids].reshape(1, -1), self.shapedirs[ids].reshape(-1, NUM_BETAS).contiguous(),
-                    self.posedirs[:, cols].contiguous(), self.lbs_weights[ids].contiguous())
+            return (torch.searchsorted(ids, landmarks), self.vertex_subset(ids),
+                    self.J_regressor_extra[:, ids].contiguous())
         return cached_derivation(self, '_joint_vertices_cache', (self.J_regressor_extra, self.v_template,
                                                                  self.shapedirs, self.posedirs, self.lbs_weights),
                                  compute)
@@ -376,19 +410,8 @@ class SMPL(nn.Module):
         Returns:
             (B, 49, 3) joints, metres.
         """
-        batch = betas.shape[0]
-        dtype = self.v_template.dtype
-        betas, rotmat = betas.to(dtype), rotmat.to(dtype)
-        pick, extra, template, shapedirs, posedirs, lbs_weights = self._joint_vertices()
-        joints_template, joint_dirs = self._joint_basis()
-        rest_joints = torch.addmm(joints_template, betas, joint_dirs).reshape(batch, NUM_JOINTS, 3)
-        eye = torch.eye(3, dtype=dtype, device=rotmat.device)
-        pose_feature = (rotmat[:, 1:] - eye).reshape(batch, -1)
-        v_shaped = torch.addmm(template, betas, shapedirs.t())
-        v_posed = torch.addmm(v_shaped, pose_feature, posedirs).reshape(batch, -1, 3)
-        transforms, posed_joints = self._rigid_transforms(rotmat, rest_joints)
-        skin = (lbs_weights @ transforms.reshape(batch, NUM_JOINTS, 12)).reshape(batch, -1, 3, 4)
-        vertices = torch.einsum('bvij,bvj->bvi', skin[..., :3], v_posed) + skin[..., 3]
+        pick, subset, extra = self._joint_vertices()
+        vertices, posed_joints = self.pose_vertex_subset(betas, rotmat, subset)
         joints54 = torch.cat([posed_joints, vertices[:, pick], torch.einsum('jv,bvk->bjk', extra, vertices)], dim=1)
         return joints54[:, self.joint_map.to(vertices.device)]
 

@@ -24,6 +24,7 @@ model) is a function added to the ``stages`` list, in the video pipeline and in 
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -162,12 +163,15 @@ class PyMAFPredictor:
         backend, precision: the inference engine (`core.inference.backends.make_backend`): 'torch' or 'onnx'
             (or 'auto'), 'fp32' or 'bf16' (or 'auto'); see docs/speed.md.
         checkpoint: the file the weights came from (where the ONNX backend caches its export).
+        background: build the backend in a background thread (`core.inference.backends.make_backend_async`):
+            the constructor returns at once and the first regression waits for it, so a first ONNX export
+            overlaps the caller's other work. The options are still checked at once.
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = 'cpu', batch_size: int = 8,
                  bbox_scale: float = 1.0, backend: str = 'torch', precision: str = 'fp32',
-                 checkpoint: str | os.PathLike | None = None) -> None:
-        from core.inference.backends import make_backend
+                 checkpoint: str | os.PathLike | None = None, background: bool = False) -> None:
+        from core.inference.backends import make_backend, make_backend_async
 
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
@@ -175,7 +179,15 @@ class PyMAFPredictor:
         self.model = model.to(self.device).eval()
         self.batch_size = int(batch_size)
         self.bbox_scale = float(bbox_scale)
-        self.backend = make_backend(self.model, self.device, backend, precision, checkpoint=checkpoint)
+        build = make_backend_async if background else make_backend
+        self._backend = build(self.model, self.device, backend, precision, checkpoint=checkpoint)
+
+    @property
+    def backend(self):
+        """The inference backend (`core.inference.backends`); waits for a background build to finish."""
+        if isinstance(self._backend, concurrent.futures.Future):
+            self._backend = self._backend.result()
+        return self._backend
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike | None, device: str | torch.device = 'cpu',

@@ -56,20 +56,28 @@ def _require(module: str, purpose: str):
                           '(all in requirements.txt)') from err
 
 
+EXPORTERS = ('auto', 'torchscript', 'dynamo')
+
+
 def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET, metadata: dict | None = None,
-                ) -> Path:
-    """Export ``model`` (PyMAF, any device) to ``path`` with torch.export's ONNX exporter.
+                exporter: str = 'auto') -> Path:
+    """Export ``model`` (PyMAF, or a network with its output contract, any device) to ``path``.
 
     Args:
         model: the network, in eval mode after this call.
         path: the .onnx file to write (its folder is created).
         opset: ONNX opset version.
         metadata: extra string entries for the model's metadata (e.g. which weights and body model).
+        exporter: 'torchscript' (torch.onnx's tracing exporter: a few seconds for the demo weights),
+            'dynamo' (torch.export's exporter: about ten times slower, the same graph up to float rounding) or
+            'auto' (the tracing exporter while this torch has it, else dynamo).
 
     Returns:
         The path written.
     """
-    _require('onnxscript', 'ONNX export')
+    if exporter not in EXPORTERS:
+        raise ValueError(f'exporter must be one of {", ".join(EXPORTERS)}, got {exporter!r}')
+    _require('onnx', 'ONNX export')
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
@@ -78,25 +86,47 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET, 
     example = torch.zeros(2, 3, constants.IMG_RES, constants.IMG_RES, device=device)
     exporter_log = logging.getLogger('torch.onnx')
     level = exporter_log.level
+    start = time.perf_counter()
     with torch.no_grad(), warnings.catch_warnings():
-        # The extractors' per-call attributes (im_feat, cam: the original's API) and torchvision's absence
-        # draw exporter warnings that do not affect the graph.
+        # The extractors' per-call attributes (im_feat, cam: the original's API), torchvision's absence, the
+        # tracer's notes on Python values it records as constants (shapes of buffers, loop counts) and the
+        # tracing exporter's deprecation draw warnings that do not affect the graph.
         warnings.filterwarnings('ignore', message='The tensor attributes', category=UserWarning)
         warnings.filterwarnings('ignore', message='.*LeafSpec', category=FutureWarning)
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        warnings.filterwarnings('ignore', message='You are using the legacy TorchScript', category=DeprecationWarning)
+        warnings.filterwarnings('ignore', message='The feature will be removed', category=DeprecationWarning)
         exporter_log.setLevel(logging.ERROR)
         try:
-            wrapper(example)  # fills the caches of derived buffers, which the exporter takes as constants
-            start = time.perf_counter()
-            program = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=opset,
-                                        input_names=[INPUT_NAME], output_names=list(OUTPUTS),
-                                        dynamic_shapes={'images': {0: torch.export.Dim('batch', min=1)}},
-                                        verbose=False)
+            wrapper(example)  # fills the caches of derived buffers, which the exporters take as constants
+            if exporter in ('auto', 'torchscript'):
+                try:
+                    _export_traced(wrapper, example, path, opset)
+                except Exception as err:  # a torch without the tracing exporter, or an operation it lacks
+                    if exporter == 'torchscript':
+                        raise
+                    logger.info('tracing exporter failed (%s: %s); using torch.export', type(err).__name__,
+                                str(err).splitlines()[0][:200] if str(err) else '')
+                    exporter = 'dynamo'
+            if exporter == 'dynamo':
+                _require('onnxscript', 'ONNX export with torch.export')
+                program = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=opset,
+                                            input_names=[INPUT_NAME], output_names=list(OUTPUTS),
+                                            dynamic_shapes={'images': {0: torch.export.Dim('batch', min=1)}},
+                                            verbose=False)
+                program.save(str(path))
         finally:
             exporter_log.setLevel(level)
-    program.save(str(path))
     _write_metadata(path, metadata or {})
     logger.info('exported %s in %.1f s', path, time.perf_counter() - start)
     return path
+
+
+def _export_traced(wrapper: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    """torch.onnx's tracing exporter, the batch dimension dynamic; constants folded."""
+    torch.onnx.export(wrapper, (example,), str(path), dynamo=False, opset_version=opset,
+                      input_names=[INPUT_NAME], output_names=list(OUTPUTS), do_constant_folding=True,
+                      dynamic_axes={INPUT_NAME: {0: 'batch'}})
 
 
 def _write_metadata(path: Path, extra: dict) -> None:
