@@ -22,10 +22,14 @@ import logging
 import os
 import sys
 
-import torch
+from utils.openmp import prefer_passive_wait
 
-from core.evaluation.evaluator import build_evaluator, run_evaluation
-from core.evaluation.protocol import (
+prefer_passive_wait()  # before torch starts OpenMP: its threads then sleep instead of spinning (docs/speed.md)
+
+import torch  # noqa: E402
+
+from core.evaluation.evaluator import build_evaluator, run_evaluation  # noqa: E402
+from core.evaluation.protocol import (  # noqa: E402
     DATASETS,
     eval_data_name,
     format_table,
@@ -34,8 +38,8 @@ from core.evaluation.protocol import (
     model_record,
     protocol_description,
 )
-from core.inference.backends import add_backend_args, check_backend, make_backend
-from utils import cli
+from core.inference.backends import add_backend_args, check_backend, make_backend  # noqa: E402
+from utils import cli  # noqa: E402
 
 logger = logging.getLogger('eval')
 

@@ -15,10 +15,14 @@ import logging
 import os
 import sys
 
-from core.evaluation.coco import Predictor, format_table, model_predictor, run_coco_evaluation
-from datasets.coco_keypoint_dataset import COCOKeypointDataset
-from eval import add_model_run_args, check_model_run_args
-from utils import cli
+from utils.openmp import prefer_passive_wait
+
+prefer_passive_wait()  # before torch starts OpenMP: its threads then sleep instead of spinning (docs/speed.md)
+
+from core.evaluation.coco import Predictor, format_table, model_predictor, run_coco_evaluation  # noqa: E402
+from datasets.coco_keypoint_dataset import COCOKeypointDataset  # noqa: E402
+from eval import add_model_run_args, check_model_run_args  # noqa: E402
+from utils import cli  # noqa: E402
 
 logger = logging.getLogger('eval_coco')
 
