@@ -6,7 +6,8 @@
 For each network (``r50``: the released architecture, untrained weights with a fixed seed; ``demo``: the
 built-in demo weights) and batch size, times the engines of core/inference/backends.py on the same person
 crops (people of the stand-in body rendered by datasets/synthetic.py), alternately, with the same number of
-threads: torch fp32 (the reference), torch bf16 (where the device computes bf16 natively), onnx fp32
+threads: torch fp32 (the network as it is: the reference), torch fp32 lean and torch bf16 (where the device
+computes bf16 natively; both through core/inference/lean.py, as `--backend torch` runs them), onnx fp32
 (exported and cached as the demo does). Prints images/s (the median of ``--repeats`` calls), the ratio to
 torch fp32 (the median of the per-round ratios, with their range: each round times every engine once, back
 to back, so a load that comes and goes on the machine moves both sides of a ratio alike) and the largest
@@ -63,13 +64,15 @@ def person_crops(count: int):
 
 
 def engines(model, checkpoint, device) -> dict:
-    """Name -> backend of every engine that runs natively here."""
+    """Name -> backend of every engine that runs natively here; ``torch fp32`` is the network as it is (the
+    reference), the others are what `core.inference.backends.make_backend` builds."""
     from core.inference.backends import TorchBackend, cached_onnx_backend, onnx_available
     from utils.precision import native_bf16
 
-    found = {'torch fp32': TorchBackend(model, device, 'fp32')}
+    found = {'torch fp32': TorchBackend(model, device, 'fp32'),
+             'torch fp32 lean': TorchBackend(model, device, 'fp32', lean=True)}
     if native_bf16(device):
-        found['torch bf16'] = TorchBackend(model, device, 'bf16')
+        found['torch bf16'] = TorchBackend(model, device, 'bf16', lean=True)
     if device.type == 'cpu' and onnx_available():
         found['onnx fp32'] = cached_onnx_backend(model, checkpoint)
     return found

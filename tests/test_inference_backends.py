@@ -65,7 +65,7 @@ def test_onnx_equals_torch_fp32_and_is_cached_beside_the_checkpoint(torch_predic
     assert onnx_predictor.backend.path.parent == checkpoint_copy.parent
     assert onnx_predictor.backend.path.name.startswith(checkpoint_copy.stem + '.')
     images = crops(3)
-    expected, got = torch_predictor.backend(images), onnx_predictor.backend(images)
+    expected, got = TorchBackend(torch_predictor.model)(images), onnx_predictor.backend(images)  # network as is
     for key in FIELDS:
         assert got[key].shape == expected[key].shape and got[key].dtype == torch.float32
         assert float((got[key] - expected[key]).abs().max()) < 1e-4, key
@@ -139,6 +139,24 @@ def test_bf16_within_tolerance_where_native_else_refused(torch_predictor, synth)
     worst = {k: float((got[k] - expected[k]).abs().max()) for k in FIELDS}
     assert max(worst.values()) < BF16_TOLERANCE, worst
     assert worst['verts'] > 1e-6  # it did run in bf16
+
+
+def test_torch_fp32_runs_the_lean_forward_equal_to_the_network(torch_predictor, monkeypatch):
+    from core.inference import onednn
+
+    model = torch_predictor.model
+    images = crops(3, seed=6)
+    expected = TorchBackend(model)(images)  # the network as it is
+    engine = make_backend(model, 'cpu', 'torch', 'fp32')
+    assert engine.lean and engine.describe() == 'torch fp32 lean on cpu'
+    assert (engine._network._packed is not None) == onednn.available()  # packed oneDNN convolutions where possible
+    monkeypatch.setattr(onednn, 'available', lambda: False)
+    eager = make_backend(model, 'cpu', 'torch', 'fp32')
+    assert eager.lean and eager._network._packed is None  # without them, the eager modules
+    for got in (engine(images), eager(images)):
+        for key in FIELDS:
+            assert got[key].shape == expected[key].shape and got[key].dtype == torch.float32
+            assert float((got[key] - expected[key]).abs().max()) < 1e-4, key
 
 
 def _perturbed_lite(misc: list[str]) -> torch.nn.Module:

@@ -1,12 +1,13 @@
 """The network's inference engines: one object that maps crops to the final SMPL estimate, chosen by a
 backend (``torch`` or ``onnx``) and a precision (``fp32`` or ``bf16``), or automatically (see docs/speed.md).
 
-- ``torch fp32``: the PyTorch network in eval mode, as it is: the reference the other engines are checked
-  against.
-- ``torch bf16``: the network's lean forward (`core.inference.lean`: batch norms folded, intermediate feedback
-  steps posing only the vertices they read) with bf16 channels-last feature maps and the extractors,
-  regressors and body model in fp32; only where the device computes bf16 natively
-  (`utils.precision.native_bf16`). Outputs within `BF16_TOLERANCE` of fp32 on person crops.
+- ``torch fp32``: the network's lean forward (`core.inference.lean`: batch norms folded, intermediate feedback
+  steps posing only the vertices they read; on the CPU packed oneDNN convolutions, `core.inference.onednn`).
+  Outputs equal the network's to float rounding; ``TorchBackend(model)`` runs the network as it is, the
+  reference every engine is compared with.
+- ``torch bf16``: the lean forward with bf16 channels-last feature maps and the extractors, regressors and body
+  model in fp32; only where the device computes bf16 natively (`utils.precision.native_bf16`). Outputs within
+  `BF16_TOLERANCE` of fp32 on person crops.
 - ``onnx fp32``: the lean forward in fp32 exported to ONNX (`utils.export.onnx_export`, body model inside)
   and run by ONNX Runtime (CPU, or CUDA with onnxruntime-gpu). Outputs within `ONNX_CHECK_TOLERANCE` of
   PyTorch fp32. The file is made from the weights in use on first need (a few seconds) and cached (see
@@ -68,23 +69,27 @@ def _final_fields(final: dict) -> dict[str, torch.Tensor]:
 
 
 class TorchBackend:
-    """The PyTorch network (eval mode); in bf16 its lean forward (`core.inference.lean`).
+    """The network in PyTorch (eval mode): as it is, or through its lean forward (`core.inference.lean`).
 
-    fp32 runs the network itself: the reference every other engine is compared with. bf16 runs
-    `core.inference.lean.LeanPyMAF` with bf16 channels-last feature maps (batch norms folded) and the
-    extractors, regressors and body model in fp32; networks the lean forward does not cover (HMR, test
-    doubles) run under bf16 autocast instead.
+    ``lean=False`` runs the network itself: the reference every engine is compared with (fp32). ``lean=True``
+    runs `core.inference.lean.LeanPyMAF`: batch norms folded, intermediate feedback steps posing only the
+    vertices they read, on the CPU packed oneDNN convolutions (`core.inference.onednn`); in fp32 its outputs
+    equal the network's to float rounding, in bf16 the feature maps are bf16 (channels-last) and the
+    extractors, regressors and body model stay fp32. Networks the lean forward does not cover (HMR, test
+    doubles) run as they are, in bf16 under autocast.
 
     Args:
         model: the PyMAF network; moved to ``device`` and put in eval mode.
         device: torch device.
         precision: 'fp32' or 'bf16' (the caller checks that bf16 is native; see `make_backend`).
+        lean: run the lean forward where it applies (`make_backend` does); bf16 always does.
     """
 
     name = 'torch'
 
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = 'cpu', precision: str = 'fp32') -> None:
-        from core.inference import lean
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = 'cpu', precision: str = 'fp32',
+                 lean: bool = False) -> None:
+        from core.inference import lean as lean_forward
         from models.pymaf_net import without_iuv
 
         if precision not in ('fp32', 'bf16'):
@@ -93,13 +98,19 @@ class TorchBackend:
         self.model = model.to(self.device).eval()
         self.precision = precision
         self._forward_kwargs = without_iuv(model)  # the IUV maps are never read at inference
-        self._autocast = precision == 'bf16' and not lean.supports(self.model)
         self._network = self.model
-        if precision == 'bf16' and not self._autocast:
-            self._network = lean.LeanPyMAF(self.model, torch.bfloat16, channels_last=True).eval()
+        self._autocast = False
+        if (lean or precision == 'bf16') and lean_forward.supports(self.model):
+            dtype = torch.bfloat16 if precision == 'bf16' else torch.float32
+            on_cpu = self.device.type == 'cpu'
+            self._network = lean_forward.LeanPyMAF(self.model, dtype, channels_last=on_cpu or precision == 'bf16',
+                                                   packed=on_cpu).eval()
+        else:
+            self._autocast = precision == 'bf16'
+        self.lean = self._network is not self.model
 
     def describe(self) -> str:
-        how = ' (autocast)' if self._autocast else ''
+        how = ' lean' if self.lean else ' (autocast)' if self._autocast else ''
         return f'torch {self.precision}{how} on {self.device}'
 
     @torch.no_grad()
@@ -374,7 +385,7 @@ def make_backend(model: torch.nn.Module, device: str | torch.device = 'cpu', bac
                 raise
             logger.warning('%s; running PyTorch fp32 instead', err)
             precision_chosen = 'fp32'
-    engine = TorchBackend(model, device, precision_chosen)
+    engine = TorchBackend(model, device, precision_chosen, lean=True)
     logger.info('network inference: %s', engine.describe())
     return engine
 

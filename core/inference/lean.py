@@ -8,6 +8,8 @@ output the way ``model(images, iuv=False)`` does, except that:
 - the feature maps may be computed in bfloat16 with channels-last tensors (``feature_dtype``), the
   precision the CPU's or GPU's bf16 units take natively, while the mesh-alignment extractors, the
   regressors and the body model stay in fp32: only the convolutional features carry bf16 rounding;
+- on the CPU, the ResNet backbone and the deconvolutions may run as oneDNN calls with weights packed once and
+  ReLUs and residual additions fused (``packed``, `core.inference.onednn`);
 - the intermediate feedback steps pose only the vertices that the next step's mesh downsampling reads
   (431 of 6890 with PyMAF's downsampling matrix), and skip their joints, 2D projections and axis-angle
   poses, which nothing reads; the mean-parameter start needs no body model at all. The last step runs
@@ -21,14 +23,18 @@ backends and the ONNX export take it in place of the network.
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.inference import onednn
 from models.pose_resnet import BasicBlock, Bottleneck, PoseResNet
 from models.pymaf_net import PyMAF, ief_step
 from utils.geometry import projection, rot6d_to_rotmat
+
+logger = logging.getLogger(__name__)
 
 
 def fold_batch_norm(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> None:
@@ -86,9 +92,12 @@ class LeanPyMAF(nn.Module):
         feature_dtype: dtype of the feature maps: torch.float32, or torch.bfloat16 where the device computes
             it natively (`utils.precision.native_bf16`).
         channels_last: compute the feature maps in channels-last memory format (faster for bf16 on CPUs).
+        packed: run a ResNet backbone and the deconvolutions as packed oneDNN calls (`core.inference.onednn`;
+            CPU only, channels-last; not for export). Where this torch cannot, the eager modules run, with a note.
     """
 
-    def __init__(self, model: PyMAF, feature_dtype: torch.dtype = torch.float32, channels_last: bool = False):
+    def __init__(self, model: PyMAF, feature_dtype: torch.dtype = torch.float32, channels_last: bool = False,
+                 packed: bool = False):
         super().__init__()
         if not supports(model):
             raise ValueError(f'LeanPyMAF needs a PyMAF network with N_ITER >= 1, got {type(model).__name__}')
@@ -104,6 +113,14 @@ class LeanPyMAF(nn.Module):
         self.features = features
         for module in (self.features, self.stages):
             module.to(feature_dtype).to(memory_format=self.memory_format).requires_grad_(False)
+        self._packed = None
+        if packed and model.is_resnet:
+            if not channels_last or next(self.features.parameters()).device.type != 'cpu':
+                raise ValueError('packed oneDNN convolutions need channels_last=True and a network on the CPU')
+            try:
+                self._packed = onednn.PackedFeatures(self.features, self.stages)
+            except RuntimeError as err:
+                logger.info('%s: running eager convolutions', err)
         extractor = model.maf_extractor[0]
         cols, weights = extractor._dmap_rows()
         ids, inverse = torch.unique(cols.reshape(-1), return_inverse=True)
@@ -136,6 +153,12 @@ class LeanPyMAF(nn.Module):
             _, _, pyramid = self.features(x)
             for fmap in pyramid[len(pyramid) - self.model.n_iter:]:
                 yield fmap.float()
+            return
+        if self._packed is not None:
+            feat = self._packed.backbone(x)
+            for index in range(len(self.stages)):
+                feat = self._packed.stage(index, feat)
+                yield feat.float()
             return
         feat, _ = self.features(x)
         for stage in self.stages:
