@@ -87,7 +87,7 @@ def test_default_output_is_frame_by_frame_and_smoothing_is_consistent(tmp_path, 
     # Off by default: the same numbers as running the network on each frame by itself.
     torch.manual_seed(0)
     weights, _ = demo.resolve_checkpoint(demo.build_parser().parse_args(base))  # what the demo ran with
-    predictor = PyMAFPredictor.from_checkpoint(weights, 'cpu')
+    predictor = PyMAFPredictor.from_checkpoint(weights, 'cpu', backend='auto', precision='auto')  # the demo's engine
     frame1 = dict(open_frame_source(video).frames())[1]
     single = predictor.predict_image(frame1, plain['bboxes'][1:2])
     np.testing.assert_allclose(plain['pose'][1], single['pose'][0], atol=1e-4)

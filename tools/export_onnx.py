@@ -59,7 +59,12 @@ def run(args) -> int:
                                            misc=args.misc).model
     metadata = {'weights': weights_desc, 'body_model': (data or {}).get('body_model', 'smpl or stand-in'),
                 'description': (data or {}).get('description', '')}
-    path = export_onnx(model, args.out, opset=args.opset, metadata=metadata)
+    from core.inference import lean
+
+    # The lean forward (batch norms folded, intermediate feedback steps posing only the vertices they read):
+    # the same outputs, a smaller graph; the check below compares with the network itself.
+    exported = lean.LeanPyMAF(model) if lean.supports(model) else model
+    path = export_onnx(exported, args.out, opset=args.opset, metadata=metadata)
     size_mb = path.stat().st_size / 1e6
     print(f'wrote {path} ({size_mb:.1f} MB) from {weights_desc}')
     if args.no_check:
