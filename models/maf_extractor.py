@@ -1,6 +1,7 @@
 """Mesh-aligned feature extraction: sample a feature map at projected points, then shrink channels."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +69,17 @@ class MAF_Extractor(nn.Module):  # noqa: N801 (the original's name)
         gathered = vertices.index_select(1, cols.reshape(-1)).reshape(vertices.shape[0], *cols.shape, -1)
         return (gathered * weights.to(vertices.dtype).unsqueeze(-1)).sum(dim=2)
 
-    def reduce_dim(self, feature: torch.Tensor) -> torch.Tensor:
-        """(B, C, N) sampled features -> (B, C_out * N), flattened channel-major (index c * N + n)."""
+    def reduce_dim(self, feature: torch.Tensor,
+                   pointwise: Callable[[nn.Conv1d, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, C, N) sampled features -> (B, C_out * N), flattened channel-major (index c * N + n).
+
+        ``pointwise(conv, x)``, when given, computes each 1x1 convolution ``conv(x)`` another way with the same
+        weights (the lean inference forward uses a batched matrix product, faster than Conv1d here).
+        """
         y = feature
         for i, conv in enumerate(self.filters):
-            y = conv(y if i == 0 else torch.cat([y, feature], dim=1))
+            x = y if i == 0 else torch.cat([y, feature], dim=1)
+            y = conv(x) if pointwise is None else pointwise(conv, x)
             if i != len(self.filters) - 1:
                 y = F.leaky_relu(y)
         return self.last_op(y).reshape(y.shape[0], -1)

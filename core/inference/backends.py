@@ -52,7 +52,7 @@ ONNX_CHECK_TOLERANCE = 1e-4
 # measured 1-3e-3 with the demo weights (docs/speed.md). Inputs far from any person (noise) can move further.
 BF16_TOLERANCE = 1e-2
 # Bumped when the exported graph changes for the same weights (old cache files are then rebuilt).
-ONNX_CACHE_VERSION = '2'
+ONNX_CACHE_VERSION = '3'
 _CACHE_KEY_FIELD = 'cache_key'
 
 
