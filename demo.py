@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from utils import cli
+from utils.openmp import prefer_passive_wait
+
+prefer_passive_wait()  # before torch starts OpenMP: its threads sleep instead of spinning (docs/speed.md)
 
 REPO_ROOT = Path(__file__).resolve().parent
 DEMO_WEIGHTS_DIR = REPO_ROOT / 'assets' / 'demo_weights'  # tests point it elsewhere
@@ -236,7 +239,7 @@ def build_predictor(args: argparse.Namespace, device, log, model_factory=None):
     from utils.saver import read_checkpoint
 
     options = {'batch_size': args.model_batch_size, 'bbox_scale': args.bbox_scale, 'backend': args.backend,
-               'precision': args.precision}
+               'precision': args.precision, 'background': True}
     try:
         if model_factory is not None:
             model = model_factory()
@@ -518,6 +521,10 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
     total_start = time.perf_counter()
     for note in check_flags(args):
         log(f'note: {note}')
+    if not args.recon_result_file:
+        from core.inference.backends import check_backend
+
+        check_backend(args.backend, args.precision, resolve_device(args.device))
     if args.webcam:
         return run_live_demo(args, log, model_factory, faces)
     input_path = Path(args.vid_file or args.image_folder or args.img_file)

@@ -78,7 +78,7 @@ def add_model_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--bad_sample_policy', default='skip', choices=('skip', 'stop'),
                         help='a sample that cannot be used (missing image, non-finite annotation): skip and count '
                              'it (reported in the results), or stop with an error')
-    add_backend_args(parser)
+    add_backend_args(parser, precision='fp32')  # metrics exactly the network's; bf16 one flag away
 
 
 def check_model_run_args(args: argparse.Namespace) -> torch.device:

@@ -317,7 +317,10 @@ def test_scripts_take_the_options():
         assert (args.backend, args.precision) == (argv[1], argv[3])
         args = demo.build_parser().parse_args(['--img_file', 'x.png', *argv])
         assert (args.backend, args.precision) == (argv[1], argv[3])
-    defaults = eval_script.parse_args([])
+    # evaluation defaults to exact fp32 (its metrics are the network's), the demo to the fastest engine
+    for defaults in (eval_script.parse_args([]), eval_coco.parse_args([])):
+        assert (defaults.backend, defaults.precision) == ('auto', 'fp32')
+    defaults = demo.build_parser().parse_args(['--img_file', 'x.png'])
     assert (defaults.backend, defaults.precision) == ('auto', 'auto')
 
 

@@ -409,14 +409,15 @@ def make_backend_async(model: torch.nn.Module, device: str | torch.device = 'cpu
         executor.shutdown(wait=False)
 
 
-def add_backend_args(parser) -> None:
-    """Add ``--backend`` and ``--precision`` (defaults 'auto') to an argparse parser or argument group; their
-    values go to `check_backend` and `make_backend`."""
+def add_backend_args(parser, precision: str = 'auto') -> None:
+    """Add ``--backend`` (default 'auto') and ``--precision`` (default ``precision``) to an argparse parser or
+    argument group; their values go to `check_backend` and `make_backend`. The evaluation scripts default to
+    'fp32', so that their metrics are exactly those of the network; the demo to 'auto'."""
     parser.add_argument('--backend', default='auto', choices=BACKENDS,
                         help='network inference engine: torch, onnx (ONNX Runtime, exported once and cached beside '
                              'the checkpoint) or auto (the fastest within tolerance here: torch bf16 on a CPU with '
                              'native bf16, else onnx on a CPU with a checkpoint, else torch fp32); docs/speed.md')
-    parser.add_argument('--precision', default='auto', choices=PRECISIONS,
+    parser.add_argument('--precision', default=precision, choices=PRECISIONS,
                         help='fp32, bf16 (torch only, where the CPU or GPU computes bf16 natively; meshes move by '
                              'about a millimetre) or auto (see --backend)')
 
