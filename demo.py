@@ -546,7 +546,7 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
             elif not args.no_render:
                 start = time.perf_counter()
                 rendered = render_saved(args, source, results, faces, tmp_dir, device, clock)
-                clock.add('end to end', time.perf_counter() - start, rendered)
+                clock.add('pipeline (wall)', time.perf_counter() - start, rendered)
         else:
             predictor = build_predictor(args, device, log, model_factory)
             smpl = predictor.body_model
@@ -555,7 +555,7 @@ def run(args: argparse.Namespace, log=print, model_factory=None, faces: np.ndarr
             start = time.perf_counter()
             with single_threaded_ops():
                 results, rendered = process(args, source, predictor, faces, tmp_dir, device, log, clock)
-            clock.add('end to end', time.perf_counter() - start, len(source))
+            clock.add('pipeline (wall)', time.perf_counter() - start, len(source))
             if results:
                 save_results(args, results, tmp_dir, source, faces, log, clock, smpl)
             else:
