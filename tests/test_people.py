@@ -104,8 +104,12 @@ def test_finder_finds_the_skaters_not_the_spectators():
     from utils.video.people import build_finder
 
     image = _rgb(MEDIA / 'skates.png')
-    people = build_finder().find(image)
-    assert len(people) >= 9
+    finder = build_finder()
+    people = finder.find(image)
+    assert 9 <= len(people) <= 13, 'more people than the 13 skaters'
+    # without the final mask check, a pose blended from two overlapping skaters makes a fourteenth
+    finder.drop_covered = lambda found, known, shape, scale: found
+    assert len(finder.find(image)) > len(people)
     for pose in people:
         x1, y1, x2, y2 = pose.box()
         assert (y1 + y2) / 2 > 150, 'a person found among the spectators at the top of the picture'

@@ -357,8 +357,32 @@ class PeopleFinder:
             for pose in sorted((self.consensus(image, pose) for pose in found), key=lambda p: -p.score):
                 if self.is_new(pose, [*known, *refined]):   # two guesses that the consensus brought together
                     refined.append(pose)
-            found = refined
+            found = self.drop_covered(refined, known, shape, scale)
         return sorted(found, key=lambda p: -p.score)
+
+    def drop_covered(self, found: list[PoseLandmarks], known: Sequence[PoseLandmarks], shape: tuple[int, int],
+                     scale: float) -> list[PoseLandmarks]:
+        """The mask rule of `find` (no more than ``max_shared`` of a person's mask on others'), applied again
+        to the final people whatever the order they were found in: the least sure person whose mask lies
+        mostly on the others' goes first (in a crowd, a pose blended from two neighbours), then the rest are
+        checked again."""
+        masks = [image_mask(pose, shape, scale) for pose in found]
+        known_mask = np.zeros_like(masks[0]) if masks else None
+        for pose in known:
+            known_mask |= image_mask(pose, shape, scale)
+        keep = list(range(len(found)))
+        while True:
+            covered = []
+            for i in keep:
+                others = known_mask.copy()
+                for j in keep:
+                    if j != i:
+                        others |= masks[j]
+                if (masks[i] & others).sum() > self.max_shared * max(masks[i].sum(), 1):
+                    covered.append(i)
+            if not covered:
+                return [found[i] for i in keep]
+            keep.remove(min(covered, key=lambda i: found[i].score))
 
     def find_at_edges(self, image: np.ndarray, people: list[PoseLandmarks], taken: np.ndarray) -> list[PoseLandmarks]:
         """People cut by the left or right border whom the detector misses (face outside the picture or
