@@ -205,3 +205,27 @@ def test_standin_expansion_restores_missing_part_tables(tmp_path):
     (target / 'cube_parts.npy').unlink()
     ensure_standin(target)
     assert np.load(target / 'cube_parts.npy').ndim == 3
+
+
+def test_eval_lsp_skips_a_sample_whose_label_image_is_missing(tmp_path, neutral, face_parts, monkeypatch):
+    """A missing mask or part label is a bad sample like a missing image: skipped and counted (or, with
+    --bad_sample_policy stop, one error)."""
+    from datasets.sampling import BadDataError
+
+    out = str(tmp_path / 'lsp')
+    npz, data = make_exact_crop_lsp_set(out, num_samples=4, seed=3)
+    _write_part_labels(out, npz, data, neutral, face_parts)
+    batch = next(iter(torch.utils.data.DataLoader(BaseDataset('lsp', npz_path=npz, img_dir=out), batch_size=4)))
+    preds = perfect_prediction(batch)
+    preds['pred_cam'] = exact_crop_cameras(data)
+    os.remove(os.path.join(out, batch['partname'][1]))
+    monkeypatch.setattr(eval_script, 'load_model', lambda checkpoint, device, **options: _ReplayModel(preds))
+    argv = ['--dataset', 'lsp', '--dataset_file', npz, '--image_dir', out, '--mask_dir', out, '--device', 'cpu',
+            '--num_workers', '0', '--batch_size', '4', '--log_freq', '0', '--json_file', str(tmp_path / 'r.json')]
+    res = eval_script.main(eval_script.parse_args(argv))['results']
+    assert res['num_samples'] == 3 and res['skipped_samples'] == 1
+    assert 'part label image not found' in res['skipped_examples'][0]
+    assert res['parts_f1'] > 0.99
+    monkeypatch.setattr(eval_script, 'load_model', lambda checkpoint, device, **options: _ReplayModel(preds))
+    with pytest.raises(BadDataError, match='part label image not found'):
+        eval_script.main(eval_script.parse_args(argv + ['--bad_sample_policy', 'stop']))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -174,6 +175,9 @@ class SegmentationEvaluator:
         self.parts = metrics.SegmentationScore(num_classes=7, ignore_index=255, accuracy_ignore_label=0)
         self.count = 0
         self.per_action = {}
+        # Called with a message for a sample whose mask or part label cannot be read (it is then left out);
+        # None: such a sample is an error. `run_evaluation` sets it to the bad-sample policy's counter.
+        self.on_bad_sample: Callable[[str], None] | None = None
 
     def _read_label_image(self, name: str, what: str) -> np.ndarray:
         """(H, W) uint8 label image ``name`` under ``mask_dir``."""
@@ -205,10 +209,16 @@ class SegmentationEvaluator:
         for i, name in enumerate(batch['maskname']):
             orig_shape = tuple(int(v) for v in batch['orig_shape'][i])
             center, scale = batch['center'][i].numpy(), float(batch['scale'][i])
-            gt = self._read_label_image(name, 'foreground mask')
+            try:
+                gt = self._read_label_image(name, 'foreground mask')
+                gt_parts = self._read_label_image(partnames[i], 'part label image') if partnames[i] else None
+            except FileNotFoundError as err:
+                if self.on_bad_sample is None:
+                    raise
+                self.on_bad_sample(str(err))
+                continue
             self.fg.update(uncrop(masks[i], center, scale, orig_shape) > 0, gt > 0)
-            if partnames[i]:
-                gt_parts = self._read_label_image(partnames[i], 'part label image')
+            if gt_parts is not None:
                 self.parts.update(uncrop(part_maps[i], center, scale, orig_shape), gt_parts)
             self.count += 1
 
@@ -237,6 +247,8 @@ def run_evaluation(model, dataset_name: str, dataset: torch.utils.data.Dataset,
 
     backend = as_backend(model, device)
     loader, bad = guarded_loader(dataset, batch_size, bad_sample_policy, shuffle=shuffle, num_workers=num_workers)
+    if isinstance(evaluator, SegmentationEvaluator):
+        evaluator.on_bad_sample = bad.report
     for step, batch in enumerate(tqdm(loader, desc=f'eval {dataset_name}'), start=1):
         for message in batch['bad_samples']:
             bad.report(message)
