@@ -71,4 +71,7 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from utils import cli
+
+    sys.exit(cli.run_main(lambda: main(), prog='bench_model.py'))

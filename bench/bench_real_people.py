@@ -165,4 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from utils import cli
+
+    sys.exit(cli.run_main(lambda: main(), prog='bench_real_people.py'))

@@ -117,4 +117,7 @@ def main(args: argparse.Namespace) -> list[dict]:
 
 
 if __name__ == '__main__':
-    main(parse_args())
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from utils import cli
+
+    sys.exit(cli.run_main(lambda: main(parse_args()), prog='bench_train.py'))

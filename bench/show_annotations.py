@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -157,4 +158,7 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from utils import cli
+
+    sys.exit(cli.run_main(lambda: main(), prog='show_annotations.py'))
