@@ -156,13 +156,15 @@ def _build_inputs(root: Path) -> dict:
     return p
 
 
-# (name, argv, expected substring of the error line); every case must exit 1 with out/ unchanged.
+# (name, argv, expected substring of the error line); every case must exit 1 with out/ unchanged. The
+# evaluation cases run PyTorch, so that no ONNX export is cached beside the shipped weights.
 DEMO = ['demo.py', '--output_folder', '{out}']
 WALK = DEMO + ['--vid_file', '{in}/walk.mp4']
 EVAL = ['eval.py', '--dataset', 'synthetic', '--image_dir', '{synth}', '--device', 'cpu', '--num_workers', '0',
-        '--json_file', '{out}/eval.json', '--checkpoint', 'assets/demo_weights/pymaf_lite_standin.pt']
+        '--backend', 'torch', '--json_file', '{out}/eval.json',
+        '--checkpoint', 'assets/demo_weights/pymaf_lite_standin.pt']
 COCO = ['eval_coco.py', '--dataset_file', '{npz}', '--image_dir', '{synth}', '--device', 'cpu', '--num_workers', '0',
-        '--output_dir', '{out}', '--checkpoint', 'assets/demo_weights/pymaf_lite_standin.pt']
+        '--backend', 'torch', '--output_dir', '{out}', '--checkpoint', 'assets/demo_weights/pymaf_lite_standin.pt']
 TRAIN = ['train.py', '--single_dataset', '--single_dataname', 'synthetic', '--eval_dataset', 'none', '--device',
          'cpu', '--log_dir', '{out}/logs', '--cfg_file', LITE_CFG, '--num_epochs', '1']
 TRAIN_DATA = ['--train_npz', '{npz}', '--train_img_dir', '{synth}']
