@@ -314,7 +314,7 @@ def people_stage(args, source, device, image_mode: bool):
         from utils.video.people import PeopleTracker
 
         return video.TrackedPeopleStage(PeopleTracker(finder, search_every=args.search_every,
-                                                      max_gap=args.max_track_gap),
+                                                      max_gap=args.max_track_gap, keep_history=False),
                                         smooth_sigma=args.bbox_smooth, min_track_len=args.min_track_len)
     detector = None if args.single_crop else make_detector(args, device)
     tracker = None if image_mode else SortTracker(max_age=args.max_track_gap)

@@ -10,6 +10,7 @@ landmarks beside the meshes, and refining the regressed bodies to fit them.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -86,12 +87,12 @@ class OnlinePeople:
     tracks_people = True  # `core.inference.live.run_live` calls it per frame instead of tracking its boxes
 
     def __init__(self, finder: PeopleFinder, search_every: int = 10, max_gap: int = 15) -> None:
-        self.tracker = PeopleTracker(finder, search_every=search_every, max_gap=max_gap)
+        self.tracker = PeopleTracker(finder, search_every=search_every, max_gap=max_gap, keep_history=False)
         self.landmarks: dict[int, dict[int, PoseLandmarks]] = {}
 
     def __call__(self, index: int, frame: np.ndarray) -> list[tuple[int, np.ndarray]]:
         people = []
         for pid, pose in self.tracker.update(index, frame):
-            self.landmarks.setdefault(pid, {})[index] = pose
+            self.landmarks.setdefault(pid, {})[index] = dataclasses.replace(pose, mask=None)  # masks are large
             people.append((pid, pose_square_box(pose)))
         return people

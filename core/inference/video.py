@@ -90,7 +90,8 @@ class TrackedPeopleStage:
     """BlazePose people followed through a video: boxes from each person's landmarks, then settled.
 
     Args:
-        tracker: the people tracker (its ``max_gap`` also bounds the gaps that are filled).
+        tracker: the people tracker (its ``max_gap`` also bounds the gaps that are filled); build it with
+            ``keep_history=False`` for long videos (the stage needs only what `PeopleTracker.update` gives).
         smooth_sigma: box smoothing over time, frames (0: off).
         min_track_len: tracks seen in fewer frames are dropped.
     """

@@ -560,11 +560,16 @@ class PeopleTracker:
         search_every: frames between searches for newcomers (a full search also runs when someone was lost).
         max_gap: frames within which a person found again where a track was lost resumes its id.
         gate: where the picture changed (default: a `ChangeGate` with its defaults).
+        keep_history: keep every frame's landmarks in each `Track` (for `tracks`); without, a track keeps
+            only its last landmarks and tracks that can no longer resume are let go, so that a long video
+            does not pile up landmarks and person masks (about 0.3 MB a person-frame); the demo's pipeline
+            takes the landmarks from `update` as they come.
     """
 
     def __init__(self, finder: PeopleFinder, search_every: int = 10, max_gap: int = 15,
-                 gate: ChangeGate | None = None) -> None:
+                 gate: ChangeGate | None = None, keep_history: bool = True) -> None:
         self.finder = finder
+        self.keep_history = keep_history
         self.search_every = max(1, int(search_every))
         self.max_gap = int(max_gap)
         self.gate = gate or ChangeGate()
@@ -596,6 +601,11 @@ class PeopleTracker:
                 track.frames.append(frame)
                 track.poses.append(pose)
                 self.active.append(track)
+        if not self.keep_history:
+            for track in self.active:
+                del track.poses[:-1]
+                del track.frames[:-1]
+            self.ended = [t for t in self.ended if frame - t.frames[-1] <= self.max_gap]
         return [(t.track_id, t.last) for t in self.active if t.frames[-1] == frame]
 
     def search(self, image: np.ndarray, full: bool) -> list[PoseLandmarks]:
