@@ -187,13 +187,21 @@ def test_eval_lsp_scores_exact_meshes_near_one(tmp_path, neutral, face_parts, mo
     assert wrong['parts_f1'] < res['parts_f1'] - 0.2 and wrong['parts_accuracy'] < res['parts_accuracy'] - 0.01
 
 
-def test_part_labels_without_a_part_table_are_an_error(tmp_path, neutral, face_parts):
+def _labelled_set(tmp_path, neutral, face_parts, num_samples: int, seed: int):
+    """An LSP-format set with UP-3D-style masks and part labels, one batch of it and the exact prediction:
+    ``(folder, npz path, batch, prediction)``."""
     out = str(tmp_path / 'lsp')
-    npz, data = make_exact_crop_lsp_set(out, num_samples=1, seed=4)
+    npz, data = make_exact_crop_lsp_set(out, num_samples=num_samples, seed=seed)
     _write_part_labels(out, npz, data, neutral, face_parts)
-    batch = next(iter(torch.utils.data.DataLoader(BaseDataset('lsp', npz_path=npz, img_dir=out), batch_size=1)))
+    batch = next(iter(torch.utils.data.DataLoader(BaseDataset('lsp', npz_path=npz, img_dir=out),
+                                                  batch_size=num_samples)))
     preds = perfect_prediction(batch)
     preds['pred_cam'] = exact_crop_cameras(data)
+    return out, npz, batch, preds
+
+
+def test_part_labels_without_a_part_table_are_an_error(tmp_path, neutral, face_parts):
+    out, _, batch, preds = _labelled_set(tmp_path, neutral, face_parts, num_samples=1, seed=4)
     with pytest.raises(ValueError, match='partname'):
         SegmentationEvaluator(neutral, out).update(preds, batch)
 
@@ -212,12 +220,7 @@ def test_eval_lsp_skips_a_sample_whose_label_image_is_missing(tmp_path, neutral,
     --bad_sample_policy stop, one error)."""
     from datasets.sampling import BadDataError
 
-    out = str(tmp_path / 'lsp')
-    npz, data = make_exact_crop_lsp_set(out, num_samples=4, seed=3)
-    _write_part_labels(out, npz, data, neutral, face_parts)
-    batch = next(iter(torch.utils.data.DataLoader(BaseDataset('lsp', npz_path=npz, img_dir=out), batch_size=4)))
-    preds = perfect_prediction(batch)
-    preds['pred_cam'] = exact_crop_cameras(data)
+    out, npz, batch, preds = _labelled_set(tmp_path, neutral, face_parts, num_samples=4, seed=3)
     os.remove(os.path.join(out, batch['partname'][1]))
     monkeypatch.setattr(eval_script, 'load_model', lambda checkpoint, device, **options: _ReplayModel(preds))
     argv = ['--dataset', 'lsp', '--dataset_file', npz, '--image_dir', out, '--mask_dir', out, '--device', 'cpu',
