@@ -330,28 +330,6 @@ def sized_frames(source, sizes: dict, image_mode: bool):
         yield index, frame
 
 
-class Collect:
-    """`core.inference.video.CollectStage` that also says which images hold nobody (image mode)."""
-
-    name = 'collect'
-
-    def __init__(self, image_mode: bool, source, log) -> None:
-        from core.inference.video import CollectStage
-
-        self.inner = CollectStage()
-        self.rows = self.inner.rows
-        self.image_mode, self.source, self.log = image_mode, source, log
-
-    def process(self, work):
-        if self.image_mode and not work.ids:
-            self.log(f'nobody found in {self.source.names[work.index]}: no mesh (--single_crop takes the whole '
-                     'image as one person)')
-        return self.inner.process(work)
-
-    def finish(self):
-        return []
-
-
 def render_stages(args, source, faces, device, out_dir: Path, image_mode: bool, meshes=None):
     """The rendering and writing stages (`core.inference.video`) for the flags and the output layout."""
     from core.constants import FOCAL_LENGTH
@@ -404,10 +382,7 @@ def process(args, source, predictor, faces, out_dir: Path, device, log, clock) -
     """Everything from frames to results in one streaming pipeline (`core.inference.pipeline`): people,
     regression, keypoints and fitting, smoothing, rendering and writing overlap. Returns the results
     ``{pid: entry}`` and the number of frames rendered."""
-    from tqdm import tqdm
-
     from core.inference import video
-    from core.inference.pipeline import run_pipeline
     from core.inference.predictor import person_results
 
     image_mode = source.kind == 'image' or args.image_based
@@ -422,48 +397,54 @@ def process(args, source, predictor, faces, out_dir: Path, device, log, clock) -
     if args.smooth:
         stages.append(video.SmoothingStage(predictor, body_model_for(predictor, '--smooth'), source.fps,
                                            args.smooth_min_cutoff, args.smooth_beta))
-    collect = Collect(image_mode, source, log)
+
+    def nobody(index: int) -> None:
+        log(f'nobody found in {source.names[index]}: no mesh (--single_crop takes the whole image as one person)')
+
+    collect = video.CollectStage(nobody if image_mode else None)
     stages.append(collect)
-    write = None
     if not args.no_render:
         stages += render_stages(args, source, faces, device, out_dir, image_mode)
-        write = stages[-1]
-    try:
-        with tqdm(total=len(source), desc='demo', unit='frame', disable=None) as bar:
-            for _ in run_pipeline(sized_frames(source, sizes, image_mode), stages, clock=clock):
-                bar.update(1)
-    finally:
-        if write is not None:
-            write.close()
+    rendered = drain(sized_frames(source, sizes, image_mode), stages, len(source), 'demo', clock)
     if with_keypoints:
         stats = (people.finder if hasattr(people, 'finder') else people.tracker.finder).stats
-        log(f'blazepose: {len({pid for pid in collect.rows})} people; {stats["windows"]} detector windows, '
+        log(f'blazepose: {len(collect.rows)} people; {stats["windows"]} detector windows, '
             f'{stats["landmark_runs"]} landmark passes')
     if refining:
         log(f'fitting: {int(fitting.stats["fitted"])} person-frames, keypoint error '
             f'{fitting.stats["error_before"]:.3f} -> {fitting.stats["error_after"]:.3f} (crop units)')
-    return person_results(collect.rows), (write.count if write is not None else 0)
+    return person_results(collect.rows), (rendered if not args.no_render else 0)
 
 
 def render_saved(args, source, results, faces, out_dir: Path, device, clock) -> int:
     """``--recon_result_file``: the saved meshes drawn over the frames (decoding, rendering and writing
     overlap). Returns the number of frames written."""
-    from tqdm import tqdm
-
-    from core.inference.pipeline import run_pipeline
     from core.inference.video import FrameWork
 
     image_mode = source.kind == 'image' or args.image_based
     stages = render_stages(args, source, faces, device, out_dir, image_mode, saved_meshes(results, source.height))
-    write = stages[-1]
+    frames = (FrameWork(index, frame) for index, frame in source.frames())
+    return drain(frames, stages, len(source), 'rendering', clock)
+
+
+def drain(items, stages: list, total: int, desc: str, clock) -> int:
+    """Run the pipeline over ``items`` with a progress bar; returns how many items came out of it. A last
+    stage that writes a video is closed also when a stage fails, so that the file is complete as far as
+    it goes."""
+    from tqdm import tqdm
+
+    from core.inference.pipeline import run_pipeline
+
+    count = 0
     try:
-        frames = (FrameWork(index, frame) for index, frame in source.frames())
-        with tqdm(total=len(source), desc='rendering', unit='frame', disable=None) as bar:
-            for _ in run_pipeline(frames, stages, clock=clock):
+        with tqdm(total=total, desc=desc, unit='frame', disable=None) as bar:
+            for _ in run_pipeline(items, stages, clock=clock):
+                count += 1
                 bar.update(1)
     finally:
-        write.close()
-    return write.count
+        if hasattr(stages[-1], 'close'):
+            stages[-1].close()
+    return count
 
 
 def save_results(args, results, out_dir, source, faces, log, timer, smpl=None) -> None:

@@ -282,10 +282,7 @@ class PyMAFPredictor:
                     continue
                 for stage in stages:
                     people = stage(frame, index, people)
-                for k, pid in enumerate(ids):
-                    row = {key: val[k:k + 1] for key, val in people.items()}
-                    row['frame'] = index
-                    rows.setdefault(pid, []).append(row)
+                add_rows(rows, index, ids, people)
 
         for index, frame in frames:
             if boxes_by_frame.get(index):
@@ -424,6 +421,15 @@ def person_result(rows: dict[str, np.ndarray], frame_ids: np.ndarray) -> dict[st
     }
     entry.update({key: value for key, value in rows.items() if key not in entry and key != 'kp_2d'})
     return entry
+
+
+def add_rows(rows: dict[int, list[dict]], index: int, ids: Sequence[int], people: dict[str, np.ndarray]) -> None:
+    """Append frame ``index``'s people (fields with one row per id) to ``rows``, the per-person lists of one-row
+    dicts with their ``'frame'`` that `person_results` stacks."""
+    for k, pid in enumerate(ids):
+        row = {key: val[k:k + 1] for key, val in people.items()}
+        row['frame'] = index
+        rows.setdefault(pid, []).append(row)
 
 
 def person_results(rows: dict[int, list[dict[str, np.ndarray]]]) -> dict[int, dict[str, np.ndarray | None]]:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from core.inference.keypoints import FIT_FIELDS, keypoint_rows, pose_square_box, refine_rows
-from core.inference.predictor import CropBatcher, FrameStage, PyMAFPredictor
+from core.inference.predictor import CropBatcher, FrameStage, PyMAFPredictor, add_rows
 from utils.video.blazepose import PoseLandmarks
 from utils.video.people import PeopleFinder, PeopleTracker
 from utils.video.smoothing import TrackSmoother
@@ -226,11 +226,9 @@ class RegressionStage:
         self.batcher = CropBatcher(predictor, progress)
         self.per_frame = per_frame
         self.waiting: dict[int, FrameWork] = {}
-        self.crops = 0
 
     def process(self, work: FrameWork) -> list[FrameWork]:
         self.waiting[work.index] = work
-        self.crops += len(work.ids)
         done = self.batcher.add(work.index, work.frame, list(zip(work.ids, work.boxes)))
         return self._done(done + self.batcher.flush() if self.per_frame else done)
 
@@ -291,7 +289,6 @@ class KeypointStage:
             stats = refine_rows(rows, self.smpl, self.bbox_scale, device=self.predictor.device)
             self._count(stats)
             sizes = np.concatenate([np.tile([w.frame.shape[1], w.frame.shape[0]], (len(w.ids), 1)) for w in fitted])
-            rows['bboxes'] = np.concatenate([w.people['bboxes'] for w in fitted])
             for key in ('orig_cam', 'cam_t', 'kp2d_px'):
                 rows[key] = np.concatenate([w.people[key] for w in fitted])
             self.predictor.repose_rows(rows, sizes, self.smpl)
@@ -393,18 +390,22 @@ class FrameStagesStage:
 
 class CollectStage:
     """Keeps each frame's people as output.pkl rows, ``rows`` ``{pid: [one-row dicts with 'frame']}`` (for
-    `core.inference.predictor.person_results`), and passes the frame on."""
+    `core.inference.predictor.person_results`), and passes the frame on.
+
+    Args:
+        on_nobody: called with the index of each frame without anybody, or None.
+    """
 
     name = 'collect'
 
-    def __init__(self) -> None:
+    def __init__(self, on_nobody: Callable[[int], None] | None = None) -> None:
         self.rows: dict[int, list[dict]] = {}
+        self.on_nobody = on_nobody
 
     def process(self, work: FrameWork) -> list[FrameWork]:
-        for k, pid in enumerate(work.ids):
-            row = {key: val[k:k + 1] for key, val in work.people.items()}
-            row['frame'] = work.index
-            self.rows.setdefault(pid, []).append(row)
+        if not work.ids and self.on_nobody is not None:
+            self.on_nobody(work.index)
+        add_rows(self.rows, work.index, work.ids, work.people or {})
         return [work]
 
     def finish(self) -> list[FrameWork]:
