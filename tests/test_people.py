@@ -13,7 +13,10 @@ from utils.geometry import batch_rodrigues, projection
 from utils.video import blazepose
 from utils.video.blazepose import (
     LANDMARK_NAMES,
+    PALM_LAYOUT,
+    PALM_SIZE,
     ModelFileError,
+    PalmDetector,
     PoseDetector,
     PoseLandmarker,
     alignment_roi,
@@ -49,6 +52,8 @@ def test_anchor_grid_matches_the_detector_output():
     assert anchors.shape == (2254, 2)
     assert np.allclose(anchors[0], [0.5 / 28, 0.5 / 28]) and np.allclose(anchors[-1], [6.5 / 7, 6.5 / 7])
     assert len(LANDMARK_NAMES) == 33
+    palm = ssd_anchors(PALM_SIZE, PALM_LAYOUT)
+    assert palm.shape == (2016, 2) and np.allclose(palm[-1], [11.5 / 12, 11.5 / 12])
 
 
 def test_roi_geometry():
@@ -80,11 +85,27 @@ def test_decoding_matches_mediapipe_on_real_images(nets, name):
     assert pose.score > 0.99
 
 
-def test_missing_model_file_names_file_and_fix(tmp_path):
+def test_palm_decoding_matches_mediapipe_on_a_real_image():
+    """Our palm detector decoding against MediaPipe's own palm detection on the dancer's hand (frame 0)."""
+    ref = REFERENCE['palm_dancer0']
+    window = np.array(ref['window'], dtype=np.float64)
+    corner, side = window[:2] - window[2] / 2, window[2]
+    hands = PalmDetector().detect_window(_dancer_frame0(), window)
+    assert len(hands) == len(ref['detections']) == 1
+    hand, expected = hands[0], ref['detections'][0]
+    assert abs(hand.score - expected['score']) < 1e-3
+    assert np.abs(hand.box - (np.array(expected['box']) * side + np.tile(corner, 2))).max() < 0.5
+    assert np.abs(hand.keypoints - (np.array(expected['keypoints']) * side + corner)).max() < 0.5
+    assert np.allclose(hand.center, hand.box.reshape(2, 2).mean(axis=0)) and 20 < hand.side < 30
+
+
+@pytest.mark.parametrize('model', [PoseDetector, PalmDetector])
+def test_missing_model_file_names_file_and_fix(tmp_path, model):
     with pytest.raises(ModelFileError) as err:
-        PoseDetector(model_dir=tmp_path)
+        model(model_dir=tmp_path)
     message = str(err.value)
-    assert 'pose_detection.tflite' in message and 'assets/blazepose' in message and '--detector hog' in message
+    name = 'pose_detection.tflite' if model is PoseDetector else 'palm_detection_full.tflite'
+    assert name in message and 'assets/blazepose' in message and '--detector hog' in message
 
 
 def test_demo_missing_model_file_is_one_error_line(tmp_path, monkeypatch, capsys):
@@ -336,3 +357,48 @@ def test_consensus_and_anchored_readings_stay_on_the_person(nets):
     tolerance = finder.agree * float(detection.roi[2]) / blazepose.ROI_SCALE
     assert np.linalg.norm(hip - detection.keypoints[0]) < tolerance
     assert np.linalg.norm(shoulders - detection.keypoints[2]) < tolerance
+
+
+def test_a_person_seen_only_by_an_arm_is_found_by_the_hand():
+    """The dancer's frame cut left of her elbow: only her forearm and hand reach in from the left border. The
+    search by hands finds her: one person, the wrist on her wrist (MediaPipe's landmarks on the whole frame),
+    the body beyond the border at an adult's size (the box), the guessed landmarks outside the image barely
+    weighted; nobody else (the bare studio). On the whole frame her hands are hers: nobody is added."""
+    from utils.video.people import build_finder
+
+    frame = _dancer_frame0()
+    cut_x = 1010
+    cut = np.ascontiguousarray(frame[:, cut_x:])
+    finder = build_finder()
+    people = finder.find(cut)
+    assert len(people) == 1
+    person = people[0]
+    wrist = np.array(REFERENCE['dancer0']['landmarks'][15][:2]) * [1920, 1080] - [cut_x, 0]
+    assert np.linalg.norm(person.image[15, :2] - wrist) < 25
+    assert person.visibility[15] > 0.5 and person.image[13, 0] < person.image[15, 0]      # the arm points right
+    x1, y1, x2, y2 = person.box()
+    assert x1 < -200 and 400 < x2 - x1 < 700 and y1 < wrist[1] < y2      # she is ~470 px tall in the frame
+    outside = person.image[:, 0] < 0
+    assert outside[[11, 12, 23, 24]].all() and (person.visibility[outside] <= 0.2).all()
+    assert (person.presence[outside] == 0).all()
+
+    whole = finder.find(frame)
+    assert len(whole) == 1 and finder.find_by_hands(frame, whole) == []
+
+
+def test_hands_of_people_found_are_theirs_and_border_windows_cover_the_borders():
+    from utils.video.blazepose import PalmDetection
+    from utils.video.people import border_windows, owns_hand
+
+    windows = border_windows(1080, 810, 0.35)
+    side = 0.35 * 810
+    assert {round(w[0], 3) for w in windows} == {round(side / 2, 3), round(810 - side / 2, 3)}
+    ys = sorted({w[1] for w in windows})
+    assert ys[0] == side / 2 and ys[-1] == 1080 - side / 2 and np.diff(ys).max() <= side / 2 + 1e-9
+
+    person = _pose_at((100, 100, 300, 700))
+    person.mask = np.zeros((256, 256), np.float32)
+    near_wrist = PalmDetection(0.9, np.array([0, 0, 20, 20.0]), np.zeros((7, 2)))
+    near_wrist.box = np.concatenate([person.image[15, :2] - 10, person.image[15, :2] + 10])
+    far = PalmDetection(0.9, np.array([700, 900, 720, 920.0]), np.zeros((7, 2)))
+    assert owns_hand(person, near_wrist, (1080, 810)) and not owns_hand(person, far, (1080, 810))

@@ -1,4 +1,5 @@
-"""BlazePose, run offline from its two TensorFlow Lite files: a person detector and a 33-landmark model.
+"""BlazePose, run offline from its TensorFlow Lite files: a person detector and a 33-landmark model, and
+MediaPipe's palm detector (which finds hands, for people of whom little more than an arm is in the picture).
 
 The files ship in ``assets/blazepose/`` (MediaPipe's models, Apache-2.0; see ``assets/blazepose/README.md``)
 and run with LiteRT (``ai-edge-litert``), without the mediapipe package. This module only decodes the
@@ -12,6 +13,9 @@ Conventions (all in pixels of the full image unless said otherwise):
   box and 4 keypoints: 0 mid-hip, 1 a point whose distance from the mid-hip is half the body's extent,
   2 mid-shoulder, 3 a point that sizes the upper body. Boxes above `DETECTION_SCORE` are merged by
   score-weighted non-maximum suppression at IoU 0.3.
+- Palm detector: the same SSD decoding on a 192x192 RGB window in [0, 1]: 2016 anchors, each a palm box
+  (the palm without the fingers) and 7 keypoints (`PALM_KEYPOINT_NAMES`: the wrist centre, the index,
+  middle, ring and little finger knuckles, two points of the thumb).
 - Landmarks: the ROI is warped upright to 256x256 RGB in [0, 1]; the network returns 39 points (the 33
   `LANDMARK_NAMES`, then 6 auxiliary ones; 33 and 34 are the mid-hip and scale points that define the
   next frame's ROI) with x, y, z in crop pixels and visibility and presence logits, a pose-presence score,
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +41,7 @@ logger = logging.getLogger(__name__)
 ASSET_DIR = Path(__file__).resolve().parents[2] / 'assets' / 'blazepose'
 DETECTOR_FILE = 'pose_detection.tflite'
 LANDMARK_FILE = 'pose_landmark_full.tflite'
+PALM_FILE = 'palm_detection_full.tflite'
 
 LANDMARK_NAMES = (
     'nose', 'left_eye_inner', 'left_eye', 'left_eye_outer', 'right_eye_inner', 'right_eye', 'right_eye_outer',
@@ -53,6 +59,11 @@ LANDMARK_SIZE = 256
 DETECTION_SCORE = 0.5
 DETECTION_NMS_IOU = 0.3
 ROI_SCALE = 1.25
+
+PALM_SIZE = 192
+PALM_LAYOUT = ((8, 2), (16, 6))
+PALM_SCORE = 0.5
+PALM_KEYPOINT_NAMES = ('wrist', 'index_mcp', 'middle_mcp', 'ring_mcp', 'pinky_mcp', 'thumb_cmc', 'thumb_mcp')
 
 
 class ModelFileError(RuntimeError):
@@ -163,15 +174,19 @@ def alignment_roi(center: np.ndarray, scale_point: np.ndarray, scale: float = RO
     return np.concatenate([center, size[..., None], rotation[..., None]], axis=-1)
 
 
-def ssd_anchors() -> np.ndarray:
-    """Anchor centres of the 224x224 pose detector, (2254, 2) in [0, 1] of the input (all of unit size).
+def ssd_anchors(input_size: int = DETECTOR_SIZE,
+                layout: Sequence[tuple[int, int]] = ((8, 2), (16, 2), (32, 6))) -> np.ndarray:
+    """Anchor centres of a BlazePose-family SSD detector, (K, 2) in [0, 1] of its square input (all of unit
+    size), in the order of the network's outputs.
 
-    Feature maps of strides 8, 16, 32, 32, 32 give 2, 2, 2, 2, 2 anchors per cell; the three stride-32
-    layers share one 7x7 grid, so it holds 6 anchors per cell (28*28*2 + 14*14*2 + 7*7*6 = 2254).
+    ``layout`` lists (stride, anchors per cell) of each distinct grid; layers of equal stride share one grid,
+    so their anchors are counted together. The pose detector (224x224; strides 8, 16, 32, 32, 32 with 2
+    anchors each) gives 28*28*2 + 14*14*2 + 7*7*6 = 2254; the palm detector (192x192; `PALM_LAYOUT`) gives
+    24*24*2 + 12*12*6 = 2016.
     """
     anchors = []
-    for stride, per_cell in ((8, 2), (16, 2), (32, 6)):
-        cells = DETECTOR_SIZE // stride
+    for stride, per_cell in layout:
+        cells = input_size // stride
         ys, xs = np.meshgrid(np.arange(cells), np.arange(cells), indexing='ij')
         centers = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 1, 2)
         anchors.append(np.repeat(centers, per_cell, axis=1).reshape(-1, 2))
@@ -229,52 +244,114 @@ class PoseDetection:
         return alignment_roi(self.keypoints[0], self.keypoints[1])
 
 
-class PoseDetector:
-    """BlazePose's person detector on square windows of an image.
+@dataclass
+class PalmDetection:
+    """One hand found by the palm detector, in image pixels.
+
+    Attributes:
+        score: detection confidence in [0, 1].
+        box: (4,) ``[x1, y1, x2, y2]``, the palm without the fingers.
+        keypoints: (7, 2) in the order of `PALM_KEYPOINT_NAMES` (0 is the centre of the wrist).
+    """
+
+    score: float
+    box: np.ndarray
+    keypoints: np.ndarray
+
+    @property
+    def side(self) -> float:
+        """The palm box's longer side, pixels (the detector's boxes are square)."""
+        return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+    @property
+    def center(self) -> np.ndarray:
+        """(2,) centre of the palm box, pixels."""
+        return self.box.reshape(2, 2).mean(axis=0)
+
+
+class SsdDetector:
+    """A BlazePose-family SSD detector (a TensorFlow Lite file) on square windows of an image: the window is
+    resized to ``input_size`` RGB, the network scores every anchor (`ssd_anchors`) and regresses per anchor
+    a box (centre offset and size) and ``num_keypoints`` points, all in input pixels relative to the anchor
+    centre; anchors above the score threshold are merged by `weighted_nms`. Subclasses name the file, the
+    input, the anchor layout and the detection type.
 
     Args:
         model_dir: folder of the ``.tflite`` files (default ``assets/blazepose``).
-        score_threshold: minimum detection score.
+        score_threshold: minimum detection score (default: the subclass's ``default_score``).
         num_threads: LiteRT CPU threads.
     """
 
-    def __init__(self, model_dir: str | os.PathLike | None = None, score_threshold: float = DETECTION_SCORE,
+    file_name: str
+    input_size: int
+    layout: tuple[tuple[int, int], ...]
+    num_keypoints: int
+    signed_input: bool   # input values in [-1, 1] (else [0, 1])
+    default_score: float
+    detection: type
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, score_threshold: float | None = None,
                  num_threads: int = 1) -> None:
-        self.net = TfliteNet(model_path(DETECTOR_FILE, model_dir), num_threads)
-        self.score_threshold = float(score_threshold)
-        self.anchors = ssd_anchors()
+        self.net = TfliteNet(model_path(self.file_name, model_dir), num_threads)
+        self.score_threshold = float(self.default_score if score_threshold is None else score_threshold)
+        self.anchors = ssd_anchors(self.input_size, self.layout)
 
     def decode(self, raw_boxes: np.ndarray, raw_scores: np.ndarray,
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Decode the network's outputs into scores (K,), boxes (K, 4) and keypoints (K, 4, 2), all in [0, 1]
-        of the 224x224 input, keeping anchors above the score threshold (before suppression)."""
-        raw_boxes = raw_boxes.reshape(-1, 12)
+        """Decode the network's outputs into scores (K,), boxes (K, 4) and keypoints (K, P, 2), all in [0, 1]
+        of the input, keeping anchors above the score threshold (before suppression)."""
+        raw_boxes = raw_boxes.reshape(-1, 4 + 2 * self.num_keypoints)
         scores = _sigmoid(np.clip(raw_scores.reshape(-1), -100.0, 100.0))
         keep = scores >= self.score_threshold
-        raw, anchors = raw_boxes[keep] / DETECTOR_SIZE, self.anchors[keep]
+        raw, anchors = raw_boxes[keep] / self.input_size, self.anchors[keep]
         centers = raw[:, 0:2] + anchors
         half = raw[:, 2:4] / 2
         boxes = np.concatenate([centers - half, centers + half], axis=1)
-        keypoints = raw[:, 4:12].reshape(-1, 4, 2) + anchors[:, None, :]
+        keypoints = raw[:, 4:].reshape(-1, self.num_keypoints, 2) + anchors[:, None, :]
         return scores[keep], boxes, keypoints
 
-    def detect_window(self, image: np.ndarray, window: np.ndarray) -> list[PoseDetection]:
-        """Detect people in one square window ``[cx, cy, size]`` of an (H, W, 3) uint8 RGB image."""
-        roi = np.array([window[0], window[1], window[2], 0.0])
-        crop, to_image = square_warp(image, roi, DETECTOR_SIZE)
-        x = crop.astype(np.float32)[None] / 127.5 - 1.0
+    def detect_window(self, image: np.ndarray, window: np.ndarray) -> list:
+        """Detections (``detection`` objects, image pixels, best first) in one square window
+        ``[cx, cy, size]`` of an (H, W, 3) uint8 RGB image, letterboxed with black past the border."""
+        size = self.input_size
+        crop, to_image = square_warp(image, np.array([window[0], window[1], window[2], 0.0]), size)
+        x = crop.astype(np.float32)[None]
+        x = x / 127.5 - 1.0 if self.signed_input else x / 255.0
         out = self.net(x)
         scores, boxes, keypoints = self.decode(out['Identity'], out['Identity_1'])
-        dets = []
-        for score, box, kps in weighted_nms(scores, boxes, keypoints):
-            corners = apply_affine(to_image, box.reshape(2, 2) * DETECTOR_SIZE).reshape(4)
-            dets.append(PoseDetection(score, corners, apply_affine(to_image, kps * DETECTOR_SIZE)))
-        return dets
+        return [self.detection(score, apply_affine(to_image, box.reshape(2, 2) * size).reshape(4),
+                               apply_affine(to_image, kps * size))
+                for score, box, kps in weighted_nms(scores, boxes, keypoints)]
+
+
+class PoseDetector(SsdDetector):
+    """BlazePose's person detector (224x224 RGB in [-1, 1], 4 keypoints; `PoseDetection`)."""
+
+    file_name = DETECTOR_FILE
+    input_size = DETECTOR_SIZE
+    layout = ((8, 2), (16, 2), (32, 6))
+    num_keypoints = 4
+    signed_input = True
+    default_score = DETECTION_SCORE
+    detection = PoseDetection
 
     def detect(self, image: np.ndarray) -> list[PoseDetection]:
         """Detect people in a whole image, letterboxed into one square (large people only)."""
         h, w = image.shape[:2]
         return self.detect_window(image, np.array([w / 2.0, h / 2.0, float(max(h, w))]))
+
+
+class PalmDetector(SsdDetector):
+    """MediaPipe's palm detector ("full", 192x192 RGB in [0, 1], 7 keypoints; `PalmDetection`). It finds
+    hands whose palm is at least about a tenth of the window's side."""
+
+    file_name = PALM_FILE
+    input_size = PALM_SIZE
+    layout = PALM_LAYOUT
+    num_keypoints = len(PALM_KEYPOINT_NAMES)
+    signed_input = False
+    default_score = PALM_SCORE
+    detection = PalmDetection
 
 
 def refine_from_heatmaps(points: np.ndarray, heatmaps: np.ndarray, kernel: int = 7,
@@ -324,6 +401,8 @@ class PoseLandmarks:
         roi: (4,) the ROI they were computed in.
         next_roi: (4,) the ROI for the same person in the next frame (from the auxiliary points).
         mask: (256, 256) float person mask over the ROI crop, or None.
+        extent: (4,) ``[x1, y1, x2, y2]`` the person's box when the landmarks cannot give it (someone of whom
+            only an arm is in the picture: an estimate from the hand's size), or None.
     """
 
     score: float
@@ -334,10 +413,14 @@ class PoseLandmarks:
     roi: np.ndarray
     next_roi: np.ndarray
     mask: np.ndarray | None = field(default=None, repr=False)
+    extent: np.ndarray | None = None
 
     def box(self, min_visibility: float = 0.5, margin: float = 0.1) -> np.ndarray:
         """Box ``[x1, y1, x2, y2]`` around the landmarks likely inside the image, grown by ``margin`` of its
-        longer side on every side (the head top and the soles lie beyond the outermost landmarks)."""
+        longer side on every side (the head top and the soles lie beyond the outermost landmarks); the
+        ``extent`` when it is set."""
+        if self.extent is not None:
+            return np.asarray(self.extent, dtype=np.float64).copy()
         pts = self.image[self.presence >= min_visibility, :2]
         if len(pts) < 2:
             pts = self.image[:, :2]

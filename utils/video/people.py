@@ -23,7 +23,12 @@ For photos (``find(..., thorough=True)``) three more steps, each some landmark p
   (`PeopleFinder.find_at_edges`);
 - everyone's landmarks become the median over the ROI variants that keep the torso in place
   (`PeopleFinder.consensus`): the landmark model's answer changes with the crop, and one crop's mistake
-  is outvoted.
+  is outvoted;
+- people of whom only an arm reaches into the picture from the left or right border are found by their
+  hand (`PeopleFinder.find_by_hands`): the palm detector searches along both borders; a hand near a border
+  that belongs to nobody found leads to landmark passes on ROIs beyond that border, on the image with
+  everyone found painted out (otherwise the landmark model answers for the nearest person found); the
+  person is kept when several passes put a visible wrist on the hand and the body beyond the border.
 
 `PeopleTracker` follows people through a video: each person's next ROI comes from its landmarks in the
 previous frame (no detection needed while the landmark model keeps its score). A full search runs on the
@@ -35,6 +40,7 @@ This module imports only numpy, OpenCV, `utils.video.blazepose` and `utils.video
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +50,8 @@ import numpy as np
 from utils.video.blazepose import (
     LANDMARK_SIZE,
     ROI_SCALE,
+    PalmDetection,
+    PalmDetector,
     PoseDetection,
     PoseDetector,
     PoseLandmarker,
@@ -63,6 +71,15 @@ MASK_SIDE = 480
 # radians, mirrored left to right).
 CONSENSUS_VARIANTS = tuple((scale, turn, mirror) for scale in (0.9, 1.1, 1.3) for turn in (-0.15, 0.0, 0.15)
                            for mirror in (False, True))
+# ROIs that `PeopleFinder.find_by_hands` tries for a person of whom only an arm reaches into the picture:
+# (side in palm sides, share of the side by which the centre lies beyond the border, share of the side by
+# which it lies below the wrist). A palm is about a twentieth of a person's height; the body is beyond the
+# border and the hips about level with a hanging hand.
+# A person's box side in palm sides (palm box sides of the palm detector): an adult's height is about 18
+# palm widths, and a box is 1.2 times the height.
+HAND_BODY_PALMS = 21.6
+HAND_ROI_VARIANTS = tuple((side, out, down) for side in (14.0, 17.0, 20.0, 24.0) for out in (0.1, 0.2)
+                          for down in (0.0, 0.15))
 
 
 def search_windows(height: int, width: int, fractions: Sequence[float] = (1.0, 0.5),
@@ -182,6 +199,13 @@ class PeopleFinder:
         edge_score: the landmark model's score that both the plain and the mirrored pass must reach for a
             person found at a border (the detector cannot confirm them).
         edge_agree: the most the plain and the mirrored pass of such a person may differ (`pose_distance`).
+        palms: the palm detector for `find_by_hands` (None: no search by hands).
+        hand_window: side of the palm detector's windows along the left and right borders, as a share of
+            the image's shorter side.
+        hand_reach: a hand leads the search when its palm's centre lies within this many palm sides of the
+            left or right border (about an arm's length: the person's shoulder is beyond the border).
+        hand_votes: landmark passes (of ``len(HAND_ROI_VARIANTS)`` ROIs, plain and mirrored) that must put
+            a visible wrist on the hand and the body beyond the border.
     """
 
     detector: PoseDetector
@@ -196,6 +220,10 @@ class PeopleFinder:
     edge_fractions: Sequence[float] = (0.5, 0.65, 0.8)
     edge_score: float = 0.9
     edge_agree: float = 0.06
+    palms: PalmDetector | None = None
+    hand_window: float = 0.35
+    hand_reach: float = 6.0
+    hand_votes: int = 3
     stats: dict = field(default_factory=lambda: {'windows': 0, 'proposals': 0, 'landmark_runs': 0})
 
     def proposal_rois(self, image: np.ndarray, windows: Sequence[np.ndarray] | None = None,
@@ -324,7 +352,8 @@ class PeopleFinder:
         re-read a detected person whose landmark pass locked onto someone else (`anchored`), look for
         people cut by the left and right borders (`find_at_edges`: 2 landmark passes for each of 18 ROIs on a
         16:9 frame), and take each person's landmarks as the `consensus` of ROI variants (``len(variants)``
-        passes per person); the tracker's searches are not thorough (it follows people over frames instead).
+        passes per person), and look for people of whom only an arm is in the picture (`find_by_hands`); the
+        tracker's searches are not thorough (it follows people over frames instead).
         """
         shape = image.shape[:2]
         scale = mask_scale(shape)
@@ -358,6 +387,7 @@ class PeopleFinder:
                 if self.is_new(pose, [*known, *refined]):   # two guesses that the consensus brought together
                     refined.append(pose)
             found = self.drop_covered(refined, known, shape, scale)
+            found += self.find_by_hands(image, [*known, *found])
         return sorted(found, key=lambda p: -p.score)
 
     def drop_covered(self, found: list[PoseLandmarks], known: Sequence[PoseLandmarks], shape: tuple[int, int],
@@ -418,6 +448,127 @@ class PeopleFinder:
             taken |= mask
         return found
 
+    def border_hands(self, image: np.ndarray) -> list[PalmDetection]:
+        """Hands near the left and right borders: the palm detector on `border_windows`, one detection per
+        hand (the windows overlap), best first."""
+        hands: list[PalmDetection] = []
+        for window in border_windows(*image.shape[:2], self.hand_window):
+            self.stats['windows'] += 1
+            hands += self.palms.detect_window(image, window)
+        kept: list[PalmDetection] = []
+        for hand in sorted(hands, key=lambda h: -h.score):
+            if all(np.linalg.norm(hand.center - other.center) > 0.5 * other.side for other in kept):
+                kept.append(hand)
+        return kept
+
+    def find_by_hands(self, image: np.ndarray, people: Sequence[PoseLandmarks]) -> list[PoseLandmarks]:
+        """People of whom only an arm reaches into the picture from the left or right border, found by their
+        hand (see the module docstring); ``people`` are everyone found so far. A hand leads the search when
+        its palm lies within ``hand_reach`` palm sides of a border and on nobody in ``people`` (their person
+        masks, and within a palm side of their hand landmarks). The landmark model then reads
+        `HAND_ROI_VARIANTS` ROIs beyond that border, plain and mirrored, on the image with ``people``
+        painted out; a pass votes when it is sure of a pose, one of its wrists is visible and within 1.5
+        palm sides of the palm's wrist point, and its shoulders or hips lie beyond the border. With at least
+        ``hand_votes`` votes for the same wrist, the person's landmarks are the median of those passes."""
+        if self.palms is None:
+            return []
+        shape = image.shape[:2]
+        people = list(people)
+        painted = None
+        found = []
+        for hand in self.border_hands(image):
+            left = hand.center[0] < shape[1] / 2
+            if min(hand.center[0], shape[1] - hand.center[0]) > self.hand_reach * hand.side:
+                continue
+            if any(owns_hand(pose, hand, shape) for pose in people):
+                continue
+            if painted is None:
+                painted = paint_out(image, people)
+            votes: dict[int, list[PoseLandmarks]] = {15: [], 16: []}
+            for side, out, down in HAND_ROI_VARIANTS:
+                size = side * hand.side
+                edge = -out * size if left else shape[1] + out * size
+                roi = np.array([edge, hand.keypoints[0, 1] + down * size, size, 0.0])
+                for mirror in (False, True):
+                    pose = self.landmarker(painted, roi, mirror=mirror)
+                    self.stats['landmark_runs'] += 1
+                    if pose.score < self.presence_threshold:
+                        continue
+                    body_x = pose.image[[11, 12, 23, 24], 0]
+                    if not ((body_x < 0).any() if left else (body_x > shape[1]).any()):
+                        continue
+                    for wrist in votes:
+                        if (pose.visibility[wrist] >= 0.5
+                                and np.linalg.norm(pose.image[wrist, :2] - hand.keypoints[0]) < 1.5 * hand.side):
+                            votes[wrist].append(pose)
+            passes = max(votes.values(), key=len)
+            if len(passes) < self.hand_votes:
+                continue
+            pose = hand_person(median_pose(passes, max(passes, key=lambda p: p.score)), hand, shape)
+            if self.is_new(pose, people):
+                people.append(pose)
+                found.append(pose)
+        return found
+
+
+def hand_person(pose: PoseLandmarks, hand: PalmDetection, shape: tuple[int, int],
+                body_palms: float = HAND_BODY_PALMS, guess_weight: float = 0.2) -> PoseLandmarks:
+    """A person found by the hand, as the demo uses them. The landmark model, seeing only an arm, answers
+    with a body too small for it; the landmarks outside the image (guesses) are scaled about the wrist to a
+    body of ``body_palms`` palm sides (the box of a person whose palm is as wide), their visibility is
+    multiplied by ``guess_weight`` and their presence set to 0; the person's box (``extent``) is the square
+    of that side centred on the scaled guess of the torso."""
+    outside = (pose.image[:, 0] < 0) | (pose.image[:, 0] > shape[1]) | (pose.image[:, 1] < 0) | (
+        pose.image[:, 1] > shape[0])
+    wrist = hand.keypoints[0]
+    side = body_palms * hand.side
+    factor = (side / 1.2) / max(float(np.ptp(pose.image[:, :2], axis=0).max()), 1.0)
+    image = pose.image.copy()
+    image[outside, :2] = wrist + (image[outside, :2] - wrist) * factor
+    image[outside, 2] *= factor
+    visibility, presence = pose.visibility.copy(), pose.presence.copy()
+    visibility[outside] *= guess_weight
+    presence[outside] = 0.0
+    center = wrist + (pose.image[[11, 12, 23, 24], :2].mean(axis=0) - wrist) * factor
+    return dataclasses.replace(pose, image=image, visibility=visibility, presence=presence,
+                               extent=np.concatenate([center - side / 2, center + side / 2]))
+
+
+def owns_hand(pose: PoseLandmarks, hand: PalmDetection, shape: tuple[int, int]) -> bool:
+    """True when a found person has the hand: the palm's centre lies on their person mask, or within a palm
+    side of one of their wrist and finger landmarks."""
+    if np.linalg.norm(pose.image[15:23, :2] - hand.center, axis=1).min() < hand.side:
+        return True
+    scale = mask_scale(shape)
+    mask = image_mask(pose, shape, scale)
+    row, col = (int(np.clip(v * scale, 0, n - 1)) for v, n in zip(hand.center[::-1], mask.shape))
+    return bool(mask[row, col])
+
+
+def paint_out(image: np.ndarray, people: Sequence[PoseLandmarks], grow: float = 0.01) -> np.ndarray:
+    """A copy of an (H, W, 3) image with the person masks of ``people``, grown by ``grow`` of the shorter
+    side, filled with the image's median colour (so that the landmark model cannot answer for them)."""
+    import cv2
+
+    shape = image.shape[:2]
+    covered = np.zeros(shape, dtype=bool)
+    for pose in people:
+        covered |= image_mask(pose, shape)
+    radius = max(1, round(grow * min(shape)))
+    covered = cv2.dilate(covered.astype(np.uint8), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
+    painted = image.copy()
+    painted[covered] = np.median(image.reshape(-1, image.shape[2]), axis=0).astype(image.dtype)
+    return painted
+
+
+def border_windows(height: int, width: int, fraction: float) -> list[np.ndarray]:
+    """Square windows ``[cx, cy, size]`` of side ``fraction * min(H, W)`` inside the image, touching its left
+    or its right border, overlapping by half along it and spread evenly from top to bottom."""
+    size = min(height, width) * float(fraction)
+    count = max(1, int(np.ceil((height - size) / (size / 2))) + 1)
+    return [np.array([cx, cy, size]) for cy in np.linspace(size / 2, height - size / 2, count)
+            for cx in (size / 2, width - size / 2)]
+
 
 def edge_rois(height: int, width: int, fractions: Sequence[float]) -> list[tuple[np.ndarray, str]]:
     """Upright ROIs ``[cx, cy, size, 0]`` centred on the left and right border lines (half of each outside
@@ -445,9 +596,10 @@ def holds_region(box: np.ndarray, region: np.ndarray, shape: tuple[int, int], mi
 
 def build_finder(proposals: Callable[[np.ndarray], np.ndarray] | None = None, num_threads: int = 1,
                  fractions: Sequence[float] = (1.0, 0.75, 0.5)) -> PeopleFinder:
-    """A `PeopleFinder` on the shipped BlazePose models (raises `utils.video.blazepose.ModelFileError`)."""
+    """A `PeopleFinder` on the shipped BlazePose models and palm detector (raises
+    `utils.video.blazepose.ModelFileError`)."""
     return PeopleFinder(PoseDetector(num_threads=num_threads), PoseLandmarker(num_threads=num_threads, keep_mask=True),
-                        proposals=proposals, fractions=fractions)
+                        proposals=proposals, fractions=fractions, palms=PalmDetector(num_threads=num_threads))
 
 
 @dataclass
