@@ -15,6 +15,7 @@ from utils.video.blazepose import (
     LANDMARK_NAMES,
     PALM_LAYOUT,
     PALM_SIZE,
+    HandLandmarker,
     ModelFileError,
     PalmDetector,
     PoseDetector,
@@ -99,12 +100,28 @@ def test_palm_decoding_matches_mediapipe_on_a_real_image():
     assert np.allclose(hand.center, hand.box.reshape(2, 2).mean(axis=0)) and 20 < hand.side < 30
 
 
-@pytest.mark.parametrize('model', [PoseDetector, PalmDetector])
-def test_missing_model_file_names_file_and_fix(tmp_path, model):
+def test_hand_landmarks_match_mediapipe_on_a_real_image():
+    """The hand crop of a palm detection and the hand landmark model's decoding against MediaPipe's hand
+    landmarks on the dancer's hand (frame 0); a shoe that the palm detector takes for a palm is no hand."""
+    ref = REFERENCE['hand_dancer0']
+    window = np.array(ref['window'], dtype=np.float64)
+    corner, side = window[:2] - window[2] / 2, window[2]
+    frame = _dancer_frame0()
+    palm = PalmDetector().detect_window(frame, window)[0]
+    hand = HandLandmarker()(frame, palm)
+    assert hand.score > 0.9 and hand.image.shape == (21, 3)
+    assert np.abs(hand.image[:, :2] - (np.array(ref['landmarks'])[:, :2] * side + corner)).max() < 1.0
+    shoes = PalmDetector().detect_window(frame, np.array([750.0, 720.0, 300.0]))
+    assert len(shoes) == 1 and HandLandmarker()(frame, shoes[0]).score < 0.5
+
+
+@pytest.mark.parametrize('model, name', [(PoseDetector, 'pose_detection.tflite'),
+                                         (PalmDetector, 'palm_detection_full.tflite'),
+                                         (HandLandmarker, 'hand_landmark_full.tflite')])
+def test_missing_model_file_names_file_and_fix(tmp_path, model, name):
     with pytest.raises(ModelFileError) as err:
         model(model_dir=tmp_path)
     message = str(err.value)
-    name = 'pose_detection.tflite' if model is PoseDetector else 'palm_detection_full.tflite'
     assert name in message and 'assets/blazepose' in message and '--detector hog' in message
 
 

@@ -1,5 +1,6 @@
 """BlazePose, run offline from its TensorFlow Lite files: a person detector and a 33-landmark model, and
-MediaPipe's palm detector (which finds hands, for people of whom little more than an arm is in the picture).
+MediaPipe's palm detector and hand landmark model (which find hands, for people of whom little more than an
+arm is in the picture).
 
 The files ship in ``assets/blazepose/`` (MediaPipe's models, Apache-2.0; see ``assets/blazepose/README.md``)
 and run with LiteRT (``ai-edge-litert``), without the mediapipe package. This module only decodes the
@@ -15,7 +16,10 @@ Conventions (all in pixels of the full image unless said otherwise):
   score-weighted non-maximum suppression at IoU 0.3.
 - Palm detector: the same SSD decoding on a 192x192 RGB window in [0, 1]: 2016 anchors, each a palm box
   (the palm without the fingers) and 7 keypoints (`PALM_KEYPOINT_NAMES`: the wrist centre, the index,
-  middle, ring and little finger knuckles, two points of the thumb).
+  middle, ring and little finger knuckles, two points of the thumb). A palm's hand crop (`PalmDetection.roi`:
+  turned so that the fingers point up, 2.6 palm sides wide, shifted half a palm side towards the fingers)
+  goes at 224x224 RGB in [0, 1] to the hand landmark model: 21 points (`HAND_LANDMARK_NAMES`) in crop
+  pixels and a hand presence score in [0, 1].
 - Landmarks: the ROI is warped upright to 256x256 RGB in [0, 1]; the network returns 39 points (the 33
   `LANDMARK_NAMES`, then 6 auxiliary ones; 33 and 34 are the mid-hip and scale points that define the
   next frame's ROI) with x, y, z in crop pixels and visibility and presence logits, a pose-presence score,
@@ -42,6 +46,7 @@ ASSET_DIR = Path(__file__).resolve().parents[2] / 'assets' / 'blazepose'
 DETECTOR_FILE = 'pose_detection.tflite'
 LANDMARK_FILE = 'pose_landmark_full.tflite'
 PALM_FILE = 'palm_detection_full.tflite'
+HAND_LANDMARK_FILE = 'hand_landmark_full.tflite'
 
 LANDMARK_NAMES = (
     'nose', 'left_eye_inner', 'left_eye', 'left_eye_outer', 'right_eye_inner', 'right_eye', 'right_eye_outer',
@@ -64,6 +69,14 @@ PALM_SIZE = 192
 PALM_LAYOUT = ((8, 2), (16, 6))
 PALM_SCORE = 0.5
 PALM_KEYPOINT_NAMES = ('wrist', 'index_mcp', 'middle_mcp', 'ring_mcp', 'pinky_mcp', 'thumb_cmc', 'thumb_mcp')
+HAND_LANDMARK_SIZE = 224
+HAND_ROI_SCALE = 2.6      # the hand crop's side in palm box sides
+HAND_ROI_SHIFT = 0.5      # palm box sides from the palm's centre to the hand crop's, towards the fingers
+HAND_SCORE = 0.5
+HAND_LANDMARK_NAMES = (
+    'wrist', 'thumb_cmc', 'thumb_mcp', 'thumb_ip', 'thumb_tip', 'index_mcp', 'index_pip', 'index_dip', 'index_tip',
+    'middle_mcp', 'middle_pip', 'middle_dip', 'middle_tip', 'ring_mcp', 'ring_pip', 'ring_dip', 'ring_tip',
+    'pinky_mcp', 'pinky_pip', 'pinky_dip', 'pinky_tip')
 
 
 class ModelFileError(RuntimeError):
@@ -268,6 +281,17 @@ class PalmDetection:
         """(2,) centre of the palm box, pixels."""
         return self.box.reshape(2, 2).mean(axis=0)
 
+    @property
+    def roi(self) -> np.ndarray:
+        """The hand landmark model's ROI ``[cx, cy, size, rotation]``: turned so that the wrist -> middle
+        knuckle direction points up, `HAND_ROI_SCALE` palm sides wide, its centre `HAND_ROI_SHIFT` palm
+        sides from the palm's towards the fingers."""
+        wrist, knuckle = self.keypoints[0], self.keypoints[2]
+        rotation = alignment_roi(wrist, knuckle)[3]
+        up = np.array([np.sin(rotation), -np.cos(rotation)])
+        center = self.center + HAND_ROI_SHIFT * self.side * up
+        return np.array([center[0], center[1], HAND_ROI_SCALE * self.side, rotation])
+
 
 class SsdDetector:
     """A BlazePose-family SSD detector (a TensorFlow Lite file) on square windows of an image: the window is
@@ -352,6 +376,45 @@ class PalmDetector(SsdDetector):
     signed_input = False
     default_score = PALM_SCORE
     detection = PalmDetection
+
+
+@dataclass
+class HandLandmarks:
+    """The hand landmark model's answer for one palm.
+
+    Attributes:
+        score: hand presence in [0, 1] (is there a hand in the crop).
+        image: (21, 3) `HAND_LANDMARK_NAMES`: x, y image pixels; z relative depth in pixels on the scale of
+            x (origin at the wrist, smaller is nearer the camera).
+        roi: (4,) the ROI they were computed in.
+    """
+
+    score: float
+    image: np.ndarray
+    roi: np.ndarray
+
+
+class HandLandmarker:
+    """MediaPipe's hand landmark model ("full": a 224x224 RGB crop in [0, 1] -> 21 points, a presence score)
+    on the crop that a palm detection gives (`PalmDetection.roi`).
+
+    Args:
+        model_dir: folder of the ``.tflite`` files (default ``assets/blazepose``).
+        num_threads: LiteRT CPU threads.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, num_threads: int = 1) -> None:
+        self.net = TfliteNet(model_path(HAND_LANDMARK_FILE, model_dir), num_threads)
+
+    def __call__(self, image: np.ndarray, palm: PalmDetection) -> HandLandmarks:
+        """The hand of ``palm`` in an (H, W, 3) uint8 RGB image."""
+        roi = palm.roi
+        crop, to_image = square_warp(image, roi, HAND_LANDMARK_SIZE)
+        out = self.net(crop.astype(np.float32)[None] / 255.0)
+        points = out['Identity'].reshape(-1, 3)
+        image_points = np.concatenate([apply_affine(to_image, points[:, :2]),
+                                       points[:, 2:3] * roi[2] / HAND_LANDMARK_SIZE], axis=1)
+        return HandLandmarks(float(out['Identity_1'].reshape(-1)[0]), image_points.astype(np.float32), roi)
 
 
 def refine_from_heatmaps(points: np.ndarray, heatmaps: np.ndarray, kernel: int = 7,

@@ -26,9 +26,10 @@ For photos (``find(..., thorough=True)``) three more steps, each some landmark p
   is outvoted;
 - people of whom only an arm reaches into the picture from the left or right border are found by their
   hand (`PeopleFinder.find_by_hands`): the palm detector searches along both borders; a hand near a border
-  that belongs to nobody found leads to landmark passes on ROIs beyond that border, on the image with
-  everyone found painted out (otherwise the landmark model answers for the nearest person found); the
-  person is kept when several passes put a visible wrist on the hand and the body beyond the border.
+  that belongs to nobody found, confirmed by the hand landmark model, leads to landmark passes on ROIs
+  beyond that border, on the image with everyone found painted out (otherwise the landmark model answers
+  for the nearest person found); the person is kept when several passes put a visible wrist on the hand
+  and the body beyond the border.
 
 `PeopleTracker` follows people through a video: each person's next ROI comes from its landmarks in the
 previous frame (no detection needed while the landmark model keeps its score). A full search runs on the
@@ -48,8 +49,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from utils.video.blazepose import (
+    HAND_SCORE,
     LANDMARK_SIZE,
     ROI_SCALE,
+    HandLandmarker,
     PalmDetection,
     PalmDetector,
     PoseDetection,
@@ -71,14 +74,14 @@ MASK_SIDE = 480
 # radians, mirrored left to right).
 CONSENSUS_VARIANTS = tuple((scale, turn, mirror) for scale in (0.9, 1.1, 1.3) for turn in (-0.15, 0.0, 0.15)
                            for mirror in (False, True))
-# ROIs that `PeopleFinder.find_by_hands` tries for a person of whom only an arm reaches into the picture:
-# (side in palm sides, share of the side by which the centre lies beyond the border, share of the side by
-# which it lies below the wrist). A palm is about a twentieth of a person's height; the body is beyond the
-# border and the hips about level with a hanging hand.
 # A person's box side in palm sides (palm box sides of the palm detector): an adult's height is about 18
 # palm widths, and a box is 1.2 times the height.
 HAND_BODY_PALMS = 21.6
-HAND_ROI_VARIANTS = tuple((side, out, down) for side in (14.0, 17.0, 20.0, 24.0) for out in (0.1, 0.2)
+# ROIs that `PeopleFinder.find_by_hands` tries for a person of whom only an arm reaches into the picture:
+# (side in palm sides, share of the side between the wrist and the centre, towards the border, share of
+# the side by which the centre lies below the wrist); the centre lies on the border or beyond it. The body
+# is beyond the border, the hand inside the ROI, and the hips about level with a hanging hand.
+HAND_ROI_VARIANTS = tuple((side, out, down) for side in (14.0, 17.0, 20.0, 24.0) for out in (0.3, 0.4)
                           for down in (0.0, 0.15))
 
 
@@ -200,6 +203,9 @@ class PeopleFinder:
             person found at a border (the detector cannot confirm them).
         edge_agree: the most the plain and the mirrored pass of such a person may differ (`pose_distance`).
         palms: the palm detector for `find_by_hands` (None: no search by hands).
+        hands: the hand landmark model, which confirms that a palm detection is a hand (the palm detector
+            also fires on shoes and round spots) and places its wrist (None: no search by hands).
+        hand_score: the hand landmark model's presence score that confirms a hand.
         hand_window: side of the palm detector's windows along the left and right borders, as a share of
             the image's shorter side.
         hand_reach: a hand leads the search when its palm's centre lies within this many palm sides of the
@@ -221,6 +227,8 @@ class PeopleFinder:
     edge_score: float = 0.9
     edge_agree: float = 0.06
     palms: PalmDetector | None = None
+    hands: HandLandmarker | None = None
+    hand_score: float = HAND_SCORE
     hand_window: float = 0.35
     hand_reach: float = 6.0
     hand_votes: int = 3
@@ -465,12 +473,13 @@ class PeopleFinder:
         """People of whom only an arm reaches into the picture from the left or right border, found by their
         hand (see the module docstring); ``people`` are everyone found so far. A hand leads the search when
         its palm lies within ``hand_reach`` palm sides of a border and on nobody in ``people`` (their person
-        masks, and within a palm side of their hand landmarks). The landmark model then reads
+        masks, and within a palm side of their hand landmarks) and the hand landmark model confirms it
+        (``hand_score``) and places its wrist. The landmark model then reads
         `HAND_ROI_VARIANTS` ROIs beyond that border, plain and mirrored, on the image with ``people``
         painted out; a pass votes when it is sure of a pose, one of its wrists is visible and within 1.5
-        palm sides of the palm's wrist point, and its shoulders or hips lie beyond the border. With at least
+        palm sides of the hand's wrist, and its shoulders or hips lie beyond the border. With at least
         ``hand_votes`` votes for the same wrist, the person's landmarks are the median of those passes."""
-        if self.palms is None:
+        if self.palms is None or self.hands is None:
             return []
         shape = image.shape[:2]
         people = list(people)
@@ -482,13 +491,18 @@ class PeopleFinder:
                 continue
             if any(owns_hand(pose, hand, shape) for pose in people):
                 continue
+            landmarks = self.hands(image, hand)
+            self.stats['landmark_runs'] += 1
+            if landmarks.score < self.hand_score:
+                continue
+            wrist = landmarks.image[0, :2]
             if painted is None:
                 painted = paint_out(image, people)
             votes: dict[int, list[PoseLandmarks]] = {15: [], 16: []}
             for side, out, down in HAND_ROI_VARIANTS:
                 size = side * hand.side
-                edge = -out * size if left else shape[1] + out * size
-                roi = np.array([edge, hand.keypoints[0, 1] + down * size, size, 0.0])
+                center = min(wrist[0] - out * size, 0.0) if left else max(wrist[0] + out * size, float(shape[1]))
+                roi = np.array([center, wrist[1] + down * size, size, 0.0])
                 for mirror in (False, True):
                     pose = self.landmarker(painted, roi, mirror=mirror)
                     self.stats['landmark_runs'] += 1
@@ -497,31 +511,30 @@ class PeopleFinder:
                     body_x = pose.image[[11, 12, 23, 24], 0]
                     if not ((body_x < 0).any() if left else (body_x > shape[1]).any()):
                         continue
-                    for wrist in votes:
-                        if (pose.visibility[wrist] >= 0.5
-                                and np.linalg.norm(pose.image[wrist, :2] - hand.keypoints[0]) < 1.5 * hand.side):
-                            votes[wrist].append(pose)
+                    for index in votes:
+                        if (pose.visibility[index] >= 0.5
+                                and np.linalg.norm(pose.image[index, :2] - wrist) < 1.5 * hand.side):
+                            votes[index].append(pose)
             passes = max(votes.values(), key=len)
             if len(passes) < self.hand_votes:
                 continue
-            pose = hand_person(median_pose(passes, max(passes, key=lambda p: p.score)), hand, shape)
+            pose = hand_person(median_pose(passes, max(passes, key=lambda p: p.score)), wrist, hand.side, shape)
             if self.is_new(pose, people):
                 people.append(pose)
                 found.append(pose)
         return found
 
 
-def hand_person(pose: PoseLandmarks, hand: PalmDetection, shape: tuple[int, int],
+def hand_person(pose: PoseLandmarks, wrist: np.ndarray, palm_side: float, shape: tuple[int, int],
                 body_palms: float = HAND_BODY_PALMS, guess_weight: float = 0.2) -> PoseLandmarks:
     """A person found by the hand, as the demo uses them. The landmark model, seeing only an arm, answers
-    with a body too small for it; the landmarks outside the image (guesses) are scaled about the wrist to a
-    body of ``body_palms`` palm sides (the box of a person whose palm is as wide), their visibility is
-    multiplied by ``guess_weight`` and their presence set to 0; the person's box (``extent``) is the square
-    of that side centred on the scaled guess of the torso."""
+    with a body too small for it; the landmarks outside the image (guesses) are scaled about the hand's
+    ``wrist`` (2,) pixels to a body of ``body_palms`` palm sides (the box of a person whose palm is as
+    wide), their visibility is multiplied by ``guess_weight`` and their presence set to 0; the person's box
+    (``extent``) is the square of that side centred on the scaled guess of the torso."""
     outside = (pose.image[:, 0] < 0) | (pose.image[:, 0] > shape[1]) | (pose.image[:, 1] < 0) | (
         pose.image[:, 1] > shape[0])
-    wrist = hand.keypoints[0]
-    side = body_palms * hand.side
+    side = body_palms * palm_side
     factor = (side / 1.2) / max(float(np.ptp(pose.image[:, :2], axis=0).max()), 1.0)
     image = pose.image.copy()
     image[outside, :2] = wrist + (image[outside, :2] - wrist) * factor
@@ -596,10 +609,11 @@ def holds_region(box: np.ndarray, region: np.ndarray, shape: tuple[int, int], mi
 
 def build_finder(proposals: Callable[[np.ndarray], np.ndarray] | None = None, num_threads: int = 1,
                  fractions: Sequence[float] = (1.0, 0.75, 0.5)) -> PeopleFinder:
-    """A `PeopleFinder` on the shipped BlazePose models and palm detector (raises
+    """A `PeopleFinder` on the shipped BlazePose models, palm detector and hand landmark model (raises
     `utils.video.blazepose.ModelFileError`)."""
     return PeopleFinder(PoseDetector(num_threads=num_threads), PoseLandmarker(num_threads=num_threads, keep_mask=True),
-                        proposals=proposals, fractions=fractions, palms=PalmDetector(num_threads=num_threads))
+                        proposals=proposals, fractions=fractions, palms=PalmDetector(num_threads=num_threads),
+                        hands=HandLandmarker(num_threads=num_threads))
 
 
 @dataclass
