@@ -486,3 +486,49 @@ def test_bug_prints_traceback_and_says_so(capsys):
     assert capsys.readouterr().err == 'error: --n must be >= 1, got 0; pass --n 1\n'
     assert cli.run_main(interrupt, prog='x') == cli.EXIT_INTERRUPTED
     assert capsys.readouterr().err.count('\n') == 1
+
+
+def test_demo_weights_script_follows_the_convention(tmp_path):
+    """tools/train_demo_weights.sh: an argument it does not take and a missing interpreter are one error line
+    and status 1; a failing step is named and its status kept; Ctrl-C is one line and status 130; nothing is
+    written in any of these cases (it runs from the repository root, whose status is compared)."""
+    import signal
+    import time
+
+    script = str(REPO / 'tools' / 'train_demo_weights.sh')
+
+    def run(*args, python='false'):
+        env = {**os.environ, 'PYTHON': python}
+        return subprocess.run(['bash', script, *args], capture_output=True, text=True, env=env, timeout=60)
+
+    def status():
+        return subprocess.run(['git', 'status', '--porcelain', '--ignored'], cwd=REPO, capture_output=True,
+                              text=True).stdout
+
+    before = status()
+    bad = run('--bogus')
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [bad.stderr.strip()]
+    assert bad.stderr.startswith("error: unexpected argument '--bogus'")
+    missing = run(python=str(tmp_path / 'no_python'))
+    assert missing.returncode == 1 and missing.stderr.startswith('error: the Python interpreter')
+    assert len(missing.stderr.strip().splitlines()) == 1
+    failing = run()
+    assert failing.returncode == 1
+    assert failing.stderr.strip() == ('train_demo_weights.sh: stopped: making the synthetic datasets failed '
+                                      '(exit status 1)')
+
+    sleeper = tmp_path / 'slow_python'
+    started = tmp_path / 'started'
+    sleeper.write_text(f'#!/bin/sh\ntouch {started}\nexec sleep 30\n')
+    sleeper.chmod(0o755)
+    proc = subprocess.Popen(['bash', script], env={**os.environ, 'PYTHON': str(sleeper)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)       # Ctrl-C reaches the whole foreground process group
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err.strip() == ('train_demo_weights.sh: interrupted while making the synthetic datasets; outputs are '
+                           'left as they were')
+    assert status() == before
