@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -275,16 +276,25 @@ def make_detector(args: argparse.Namespace, device):
     return detector
 
 
-def blazepose_finder():
-    """The people finder on the shipped BlazePose models, with HOG proposals (`core.inference.keypoints`)."""
+def blazepose_finder(num_threads: int = 1):
+    """The people finder on the shipped BlazePose models, with HOG proposals (`core.inference.keypoints`);
+    ``num_threads``: LiteRT threads per network."""
     from utils.video.blazepose import ModelFileError
     from utils.video.detection import HogDetector
     from utils.video.people import build_finder
 
     try:
-        return build_finder(proposals=HogDetector().detect)
+        return build_finder(proposals=HogDetector().detect, num_threads=num_threads)
     except ModelFileError as err:
         raise DemoError(str(err)) from err
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:          # no affinity call on this platform
+        return max(1, os.cpu_count() or 1)
 
 
 def record_size(sizes: dict, index: int, frame: np.ndarray, source, image_mode: bool) -> None:
@@ -308,9 +318,11 @@ def people_stage(args, source, device, image_mode: bool):
         tracks = load_anno_file(args.anno_file, source.width, source.height)
         return video.GivenPeopleStage(tracks)
     if args.detector.lower() == 'blazepose' and not args.single_crop:
-        finder = blazepose_finder()
         if image_mode:
-            return video.FoundPeopleStage(finder)
+            # A photo's search (hundreds of landmark passes) outweighs every other stage, so its networks get
+            # every core; in a video each stage runs on its own thread, one core each.
+            return video.FoundPeopleStage(blazepose_finder(num_threads=usable_cores()))
+        finder = blazepose_finder()
         from utils.video.people import PeopleTracker
 
         return video.TrackedPeopleStage(PeopleTracker(finder, search_every=args.search_every,

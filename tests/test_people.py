@@ -419,3 +419,27 @@ def test_hands_of_people_found_are_theirs_and_border_windows_cover_the_borders()
     near_wrist.box = np.concatenate([person.image[15, :2] - 10, person.image[15, :2] + 10])
     far = PalmDetection(0.9, np.array([700, 900, 720, 920.0]), np.zeros((7, 2)))
     assert owns_hand(person, near_wrist, (1080, 810)) and not owns_hand(person, far, (1080, 810))
+
+
+def test_people_overlapping_in_a_crowd_are_read_with_the_others_painted_out():
+    """`crowded`: others' masks covering a tenth of a person's own mask make a crowd, side by side does not;
+    `paint_out` fills the others' masks with the image's median colour except on the person's own mask."""
+    from utils.video.people import crowded, paint_out
+
+    own = np.zeros((100, 100), bool)
+    own[20:80, 20:50] = True                   # 1800 pixels
+    beside = np.zeros_like(own)
+    beside[20:80, 52:90] = True
+    overlapping = np.zeros_like(own)
+    overlapping[20:80, 40:90] = True           # 600 of the person's pixels
+    assert not crowded(own, [beside], 0.1) and crowded(own, [beside, overlapping], 0.1)
+    assert not crowded(own, [overlapping], 0.4)
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (100, 100, 3)).astype(np.uint8)
+    painted = paint_out(image, [overlapping], keep=own)
+    median = np.median(image.reshape(-1, 3), axis=0).astype(np.uint8)
+    assert (painted[overlapping & ~own] == median).all()
+    assert (painted[own] == image[own]).all() and (painted[~overlapping] == image[~overlapping]).all()
+    grown = paint_out(image, [beside], grow=0.02)
+    assert (grown[20:80, 50] == median).all() and (grown[20:80, 47] == image[20:80, 47]).all()

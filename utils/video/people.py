@@ -202,6 +202,8 @@ class PeopleFinder:
         edge_score: the landmark model's score that both the plain and the mirrored pass must reach for a
             person found at a border (the detector cannot confirm them).
         edge_agree: the most the plain and the mirrored pass of such a person may differ (`pose_distance`).
+        crowd_share: `consensus_all` also reads a person with the others painted out when their masks cover
+            at least this share of the person's own mask.
         palms: the palm detector for `find_by_hands` (None: no search by hands).
         hands: the hand landmark model, which confirms that a palm detection is a hand (the palm detector
             also fires on shoes and round spots) and places its wrist (None: no search by hands).
@@ -226,6 +228,7 @@ class PeopleFinder:
     edge_fractions: Sequence[float] = (0.5, 0.65, 0.8)
     edge_score: float = 0.9
     edge_agree: float = 0.06
+    crowd_share: float = 0.1
     palms: PalmDetector | None = None
     hands: HandLandmarker | None = None
     hand_score: float = HAND_SCORE
@@ -308,13 +311,40 @@ class PeopleFinder:
         landmarks were computed in or the one they give for the next frame (skip its pass)."""
         return any(same_place(roi, other.roi) or same_place(roi, other.next_roi) for other in people)
 
-    def consensus(self, image: np.ndarray, pose: PoseLandmarks) -> PoseLandmarks:
+    def consensus(self, image: np.ndarray, pose: PoseLandmarks, painted: np.ndarray | None = None) -> PoseLandmarks:
         """A person's landmarks as the median over the answers for ROI variants (`variants`) that keep the
         person's torso in place (the landmark model's answer changes with the crop; in a crowd some crops
-        lock onto a neighbour, and those are left out)."""
+        lock onto a neighbour, and those are left out). With ``painted``, the image with the people around
+        painted out (`paint_out`), the variants are read on it as well and all agreeing answers count."""
+        agreeing = [pose, *self.agreeing(image, pose)]
+        if painted is not None:
+            agreeing += self.agreeing(painted, pose)
+        return median_pose(agreeing, pose)
+
+    def consensus_all(self, image: np.ndarray, found: Sequence[PoseLandmarks],
+                      known: Sequence[PoseLandmarks] = ()) -> list[PoseLandmarks]:
+        """`consensus` for each of ``found``; where other people's masks (of ``found`` and ``known``) cover
+        at least ``crowd_share`` of a person's own mask (people overlapping in a crowd, where the landmark
+        model takes a neighbour's limbs), the variants are also read with the others painted out, except
+        where the person's own mask is."""
+        shape = image.shape[:2]
+        everyone = [*found, *known]
+        masks = [image_mask(pose, shape) for pose in everyone]
+        out = []
+        for i, pose in enumerate(found):
+            others = [mask for j, mask in enumerate(masks) if j != i]
+            painted = None
+            if others and crowded(masks[i], others, self.crowd_share):
+                painted = paint_out(image, others, keep=masks[i])
+            out.append(self.consensus(image, pose, painted))
+        return out
+
+    def agreeing(self, image: np.ndarray, pose: PoseLandmarks) -> list[PoseLandmarks]:
+        """The answers for the ROI variants of ``pose`` (`variants`) whose mid-hip and mid-shoulder lie within
+        `agree` of the person's size of the pose's."""
         hip, shoulders = torso(pose)
         tolerance = self.agree * float(pose.roi[2]) / ROI_SCALE
-        agreeing = [pose]
+        agreeing = []
         for scale, turn, mirror in self.variants:
             roi = pose.roi.astype(np.float64) * (1.0, 1.0, scale, 1.0) + (0.0, 0.0, 0.0, turn)
             other = self.landmarker(image, roi, mirror=mirror)
@@ -323,7 +353,7 @@ class PeopleFinder:
             if (other.score >= self.presence_threshold and np.linalg.norm(other_hip - hip) < tolerance
                     and np.linalg.norm(other_shoulders - shoulders) < tolerance):
                 agreeing.append(other)
-        return median_pose(agreeing, pose)
+        return agreeing
 
     def someone_else(self, detection: PoseDetection, pose: PoseLandmarks) -> bool:
         """True when a detection's mid-shoulder (the detector places it well: its boxes are anchored on the
@@ -391,7 +421,7 @@ class PeopleFinder:
         if thorough:
             found += self.find_at_edges(image, people, taken)
             refined: list[PoseLandmarks] = []
-            for pose in sorted((self.consensus(image, pose) for pose in found), key=lambda p: -p.score):
+            for pose in sorted(self.consensus_all(image, found, known), key=lambda p: -p.score):
                 if self.is_new(pose, [*known, *refined]):   # two guesses that the consensus brought together
                     refined.append(pose)
             found = self.drop_covered(refined, known, shape, scale)
@@ -497,7 +527,7 @@ class PeopleFinder:
                 continue
             wrist = landmarks.image[0, :2]
             if painted is None:
-                painted = paint_out(image, people)
+                painted = paint_out(image, [image_mask(pose, shape) for pose in people], grow=0.01)
             votes: dict[int, list[PoseLandmarks]] = {15: [], 16: []}
             for side, out, down in HAND_ROI_VARIANTS:
                 size = side * hand.side
@@ -558,17 +588,31 @@ def owns_hand(pose: PoseLandmarks, hand: PalmDetection, shape: tuple[int, int]) 
     return bool(mask[row, col])
 
 
-def paint_out(image: np.ndarray, people: Sequence[PoseLandmarks], grow: float = 0.01) -> np.ndarray:
-    """A copy of an (H, W, 3) image with the person masks of ``people``, grown by ``grow`` of the shorter
-    side, filled with the image's median colour (so that the landmark model cannot answer for them)."""
+def crowded(own: np.ndarray, others: Sequence[np.ndarray], share: float) -> bool:
+    """True when the masks ``others`` ((H, W) bool each) cover at least ``share`` of the person's ``own``
+    mask: the person overlaps others, as in a crowd."""
+    covered = np.zeros_like(own)
+    for mask in others:
+        covered |= mask
+    return bool((covered & own).sum() >= share * max(int(own.sum()), 1))
+
+
+def paint_out(image: np.ndarray, masks: Sequence[np.ndarray], keep: np.ndarray | None = None,
+              grow: float = 0.0) -> np.ndarray:
+    """A copy of an (H, W, 3) image with the person masks ``masks`` ((H, W) bool each), grown by ``grow`` of
+    the shorter side, filled with the image's median colour (so that the landmark model cannot answer for
+    those people), except where ``keep`` ((H, W) bool: someone's own mask) is True."""
     import cv2
 
     shape = image.shape[:2]
     covered = np.zeros(shape, dtype=bool)
-    for pose in people:
-        covered |= image_mask(pose, shape)
-    radius = max(1, round(grow * min(shape)))
-    covered = cv2.dilate(covered.astype(np.uint8), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
+    for mask in masks:
+        covered |= mask
+    if grow > 0:
+        radius = max(1, round(grow * min(shape)))
+        covered = cv2.dilate(covered.astype(np.uint8), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
+    if keep is not None:
+        covered &= ~keep
     painted = image.copy()
     painted[covered] = np.median(image.reshape(-1, image.shape[2]), axis=0).astype(image.dtype)
     return painted
