@@ -23,7 +23,8 @@ For photos (``find(..., thorough=True)``) three more steps, each some landmark p
   (`PeopleFinder.find_at_edges`);
 - everyone's landmarks become the median over the ROI variants that keep the torso in place
   (`PeopleFinder.consensus`): the landmark model's answer changes with the crop, and one crop's mistake
-  is outvoted;
+  is outvoted; people who overlap others are also read with the others painted out
+  (`PeopleFinder.consensus_all`), so that fewer neighbours' limbs are there to take;
 - people of whom only an arm reaches into the picture from the left or right border are found by their
   hand (`PeopleFinder.find_by_hands`): the palm detector searches along both borders; a hand near a border
   that belongs to nobody found, confirmed by the hand landmark model, leads to landmark passes on ROIs
