@@ -446,13 +446,16 @@ def drain(items, stages: list, total: int, desc: str, clock) -> int:
     from tqdm import tqdm
 
     from core.inference.pipeline import run_pipeline
+    from utils.heap import HeapTrimmer
 
     count = 0
+    trim = HeapTrimmer()   # without it, freed memory piles up in the allocator over a long video
     try:
         with tqdm(total=total, desc=desc, unit='frame', disable=None) as bar:
             for _ in run_pipeline(items, stages, clock=clock):
                 count += 1
                 bar.update(1)
+                trim()
     finally:
         if hasattr(stages[-1], 'close'):
             stages[-1].close()

@@ -93,6 +93,7 @@ def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, 
     from core.constants import FOCAL_LENGTH
     from core.inference import video
     from core.inference.pipeline import run_pipeline
+    from utils.heap import HeapTrimmer
     from utils.render.renderer import PyRenderer
     from utils.video.io import VideoWriter
     from utils.video.tracking import SortTracker, xyxy_to_square
@@ -135,9 +136,11 @@ def run_live(spec: str, predictor: PyMAFPredictor, detector, faces: np.ndarray, 
         pipeline += [video.RenderStage(renderer), write]
     done = 0
     start = time.perf_counter()
+    trim = HeapTrimmer()   # a live session may run for hours: give freed memory back (utils/heap.py)
     try:
         for item in run_pipeline(frames(), pipeline, queue_size=2, source_name='reading'):
             done += 1
+            trim()
             if show:
                 cv2.imshow('PyMAF', np.ascontiguousarray(item[1][..., ::-1]))
                 if cv2.waitKey(1) & 0xFF in (ord('q'), 27):
