@@ -28,7 +28,7 @@ For photos (``find(..., thorough=True)``) three more steps, each some landmark p
 - people of whom only an arm reaches into the picture from the left or right border are found by their
   hand (`PeopleFinder.find_by_hands`): the palm detector searches along both borders; a hand near a border
   that belongs to nobody found, confirmed by the hand landmark model, leads to landmark passes on ROIs
-  beyond that border, on the image with everyone found painted out (otherwise the landmark model answers
+  reaching beyond that border, on the image with everyone found painted out (otherwise the landmark model answers
   for the nearest person found); the person is kept when several passes put a visible wrist on the hand
   and the body beyond the border.
 
@@ -505,9 +505,9 @@ class PeopleFinder:
         hand (see the module docstring); ``people`` are everyone found so far. A hand leads the search when
         its palm lies within ``hand_reach`` palm sides of a border and on nobody in ``people`` (their person
         masks, and within a palm side of their hand landmarks) and the hand landmark model confirms it
-        (``hand_score``) and places its wrist. The landmark model then reads
-        `HAND_ROI_VARIANTS` ROIs beyond that border, plain and mirrored, on the image with ``people``
-        painted out; a pass votes when it is sure of a pose, one of its wrists is visible and within 1.5
+        (``hand_score``) and places its wrist. The landmark model then reads the `HAND_ROI_VARIANTS` ROIs
+        (the hand inside, the centre on the border or beyond it), plain and mirrored, on the image with
+        ``people`` painted out; a pass votes when it is sure of a pose, one of its wrists is visible and within 1.5
         palm sides of the hand's wrist, and its shoulders or hips lie beyond the border. With at least
         ``hand_votes`` votes for the same wrist, the person's landmarks are the median of those passes."""
         if self.palms is None or self.hands is None:
