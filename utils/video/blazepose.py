@@ -64,6 +64,8 @@ LANDMARK_SIZE = 256
 DETECTION_SCORE = 0.5
 DETECTION_NMS_IOU = 0.3
 ROI_SCALE = 1.25
+# (stride, anchors per cell) of the pose detector's anchor grids (`ssd_anchors`).
+DETECTOR_LAYOUT = ((8, 2), (16, 2), (32, 6))
 
 PALM_SIZE = 192
 PALM_LAYOUT = ((8, 2), (16, 6))
@@ -187,8 +189,7 @@ def alignment_roi(center: np.ndarray, scale_point: np.ndarray, scale: float = RO
     return np.concatenate([center, size[..., None], rotation[..., None]], axis=-1)
 
 
-def ssd_anchors(input_size: int = DETECTOR_SIZE,
-                layout: Sequence[tuple[int, int]] = ((8, 2), (16, 2), (32, 6))) -> np.ndarray:
+def ssd_anchors(input_size: int = DETECTOR_SIZE, layout: Sequence[tuple[int, int]] = DETECTOR_LAYOUT) -> np.ndarray:
     """Anchor centres of a BlazePose-family SSD detector, (K, 2) in [0, 1] of its square input (all of unit
     size), in the order of the network's outputs.
 
@@ -353,7 +354,7 @@ class PoseDetector(SsdDetector):
 
     file_name = DETECTOR_FILE
     input_size = DETECTOR_SIZE
-    layout = ((8, 2), (16, 2), (32, 6))
+    layout = DETECTOR_LAYOUT
     num_keypoints = 4
     signed_input = True
     default_score = DETECTION_SCORE

@@ -317,9 +317,10 @@ class PeopleFinder:
         person's torso in place (the landmark model's answer changes with the crop; in a crowd some crops
         lock onto a neighbour, and those are left out). With ``painted``, the image with the people around
         painted out (`paint_out`), the variants are read on it as well and all agreeing answers count."""
-        agreeing = [pose, *self.agreeing(image, pose)]
+        hip, shoulders = torso(pose)
+        agreeing = [pose, *self.agreeing(image, pose.roi, hip, shoulders)]
         if painted is not None:
-            agreeing += self.agreeing(painted, pose)
+            agreeing += self.agreeing(painted, pose.roi, hip, shoulders)
         return median_pose(agreeing, pose)
 
     def consensus_all(self, image: np.ndarray, found: Sequence[PoseLandmarks],
@@ -328,32 +329,32 @@ class PeopleFinder:
         at least ``crowd_share`` of a person's own mask (people overlapping in a crowd, where the landmark
         model takes a neighbour's limbs), the variants are also read with the others painted out, except
         where the person's own mask is."""
-        shape = image.shape[:2]
         everyone = [*found, *known]
+        if len(everyone) < 2:
+            return [self.consensus(image, pose) for pose in found]
+        shape = image.shape[:2]
         masks = [image_mask(pose, shape) for pose in everyone]
         out = []
         for i, pose in enumerate(found):
             others = [mask for j, mask in enumerate(masks) if j != i]
-            painted = None
-            if others and crowded(masks[i], others, self.crowd_share):
-                painted = paint_out(image, others, keep=masks[i])
+            painted = paint_out(image, others, keep=masks[i]) if crowded(masks[i], others, self.crowd_share) else None
             out.append(self.consensus(image, pose, painted))
         return out
 
-    def agreeing(self, image: np.ndarray, pose: PoseLandmarks) -> list[PoseLandmarks]:
-        """The answers for the ROI variants of ``pose`` (`variants`) whose mid-hip and mid-shoulder lie within
-        `agree` of the person's size of the pose's."""
-        hip, shoulders = torso(pose)
-        tolerance = self.agree * float(pose.roi[2]) / ROI_SCALE
+    def agreeing(self, image: np.ndarray, roi: np.ndarray, hip: np.ndarray,
+                 shoulders: np.ndarray) -> list[PoseLandmarks]:
+        """The answers for the variants (`variants`) of a person's ``roi`` whose mid-hip and mid-shoulder lie
+        within `agree` of the person's size (the ROI side / `ROI_SCALE`) of ``hip`` and ``shoulders`` (2,)."""
+        tolerance = self.agree * float(roi[2]) / ROI_SCALE
         agreeing = []
         for scale, turn, mirror in self.variants:
-            roi = pose.roi.astype(np.float64) * (1.0, 1.0, scale, 1.0) + (0.0, 0.0, 0.0, turn)
-            other = self.landmarker(image, roi, mirror=mirror)
+            variant = roi.astype(np.float64) * (1.0, 1.0, scale, 1.0) + (0.0, 0.0, 0.0, turn)
+            answer = self.landmarker(image, variant, mirror=mirror)
             self.stats['landmark_runs'] += 1
-            other_hip, other_shoulders = torso(other)
-            if (other.score >= self.presence_threshold and np.linalg.norm(other_hip - hip) < tolerance
-                    and np.linalg.norm(other_shoulders - shoulders) < tolerance):
-                agreeing.append(other)
+            answer_hip, answer_shoulders = torso(answer)
+            if (answer.score >= self.presence_threshold and np.linalg.norm(answer_hip - hip) < tolerance
+                    and np.linalg.norm(answer_shoulders - shoulders) < tolerance):
+                agreeing.append(answer)
         return agreeing
 
     def someone_else(self, detection: PoseDetection, pose: PoseLandmarks) -> bool:
@@ -367,17 +368,7 @@ class PeopleFinder:
         """The detected person's landmarks when the plain landmark pass locks onto someone else (in a crowd):
         the median over the ROI variants (`variants`) whose mid-hip and mid-shoulder lie where the detector
         put them (within `agree` of the person's size); None when fewer than ``min_agreeing`` do."""
-        size = float(detection.roi[2]) / ROI_SCALE
-        hip, shoulders = detection.keypoints[0], detection.keypoints[2]
-        agreeing = []
-        for scale, turn, mirror in self.variants:
-            roi = detection.roi.astype(np.float64) * (1.0, 1.0, scale, 1.0) + (0.0, 0.0, 0.0, turn)
-            answer = self.landmarker(image, roi, mirror=mirror)
-            self.stats['landmark_runs'] += 1
-            answer_hip, answer_shoulders = torso(answer)
-            if (answer.score >= self.presence_threshold and np.linalg.norm(answer_hip - hip) < self.agree * size
-                    and np.linalg.norm(answer_shoulders - shoulders) < self.agree * size):
-                agreeing.append(answer)
+        agreeing = self.agreeing(image, detection.roi, detection.keypoints[0], detection.keypoints[2])
         if len(agreeing) < min_agreeing:
             return None
         return median_pose(agreeing, max(agreeing, key=lambda a: a.score))
